@@ -1,0 +1,186 @@
+"""The content-addressed cache under $XDG_CACHE_HOME/prism-testbed.
+
+An entry is a directory named by the hash of everything that went into it.
+It is built in a temporary sibling directory and renamed into place, so a
+reader sees either a whole entry or none; a per-entry lock makes two runs
+that want the same entry build it once. Each entry lists its files with
+their sha256 in `manifest.json`, checked on read, so a truncated or edited
+artifact is detected and rebuilt rather than booted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+MANIFEST = "manifest.json"
+
+
+def cache_root() -> Path:
+    """Where every cached artifact lives; honours XDG_CACHE_HOME."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache")
+    return Path(base) / "prism-testbed"
+
+
+def work_root() -> Path:
+    """Scratch space for builds in progress, on the same filesystem as the cache."""
+    root = cache_root() / "work"
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def sha256_file_memo(path: Path) -> str:
+    """sha256 of a large, rarely changing file (a source tarball).
+
+    Remembered under the cache keyed by the file's identity (device, inode,
+    size, mtime), so a cache lookup does not re-read 140 MB every time.
+    """
+    st = path.stat()
+    ident = f"{path.resolve()}|{st.st_dev}|{st.st_ino}|{st.st_size}|{st.st_mtime_ns}"
+    memo = cache_root() / "hash-memo" / sha256_bytes(ident.encode())
+    with contextlib.suppress(OSError):
+        value = memo.read_text().strip()
+        if len(value) == 64:
+            return value
+    value = sha256_file(path)
+    atomic_write_text(memo, value + "\n")
+    return value
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write a file so that readers never see it half written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """An exclusive advisory lock, released however the block ends."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    """One published entry: a directory of files and their manifest."""
+
+    path: Path
+
+    @property
+    def key(self) -> str:
+        return self.path.name
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    def metadata(self) -> dict:
+        return json.loads((self.path / "metadata.json").read_text())
+
+    def verify(self) -> str | None:
+        """None when every file matches the manifest, else what is wrong."""
+        try:
+            manifest = json.loads((self.path / MANIFEST).read_text())
+        except (OSError, ValueError) as exc:
+            return f"manifest unreadable: {exc}"
+        for name, expected in manifest.items():
+            target = self.path / name
+            if not target.is_file():
+                return f"{name} is missing"
+            if sha256_file(target) != expected:
+                return f"{name} does not match its recorded sha256"
+        return None
+
+
+class Store:
+    """A kind of cached artifact (kernels, images) under the cache root."""
+
+    def __init__(self, kind: str, root: Path | None = None):
+        self.dir = (root or cache_root()) / kind
+
+    def entry_path(self, key: str) -> Path:
+        return self.dir / key
+
+    def lookup(self, key: str) -> CacheEntry | None:
+        """The verified entry for key, or None (a damaged entry is removed)."""
+        path = self.entry_path(key)
+        if not path.is_dir():
+            return None
+        entry = CacheEntry(path)
+        problem = entry.verify()
+        if problem is None:
+            return entry
+        shutil.rmtree(path, ignore_errors=True)
+        return None
+
+    @contextlib.contextmanager
+    def locked(self, key: str) -> Iterator[None]:
+        with file_lock(self.dir / ".locks" / f"{key}.lock"):
+            yield
+
+    @contextlib.contextmanager
+    def staging(self, key: str) -> Iterator[Path]:
+        """A temporary directory that becomes the entry if the block succeeds.
+
+        On any exception the directory is removed and nothing is published.
+        Call under `locked(key)`.
+        """
+        self.dir.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=self.dir, prefix=f".{key}.tmp-"))
+        try:
+            yield tmp
+            write_manifest(tmp)
+            final = self.entry_path(key)
+            if final.exists():
+                shutil.rmtree(final)
+            os.rename(tmp, final)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+
+    def entries(self) -> list[CacheEntry]:
+        if not self.dir.is_dir():
+            return []
+        return [CacheEntry(p) for p in sorted(self.dir.iterdir()) if p.is_dir() and not p.name.startswith(".")]
+
+
+def write_manifest(directory: Path) -> None:
+    """Record the sha256 of every regular file in directory (not recursive)."""
+    manifest = {
+        p.name: sha256_file(p)
+        for p in sorted(directory.iterdir())
+        if p.is_file() and p.name != MANIFEST
+    }
+    (directory / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")

@@ -1,0 +1,112 @@
+"""Progress for long steps, and running a tool with its output sent to a log.
+
+A step is a sequence of phases. On a terminal each phase shows a spinner,
+its elapsed time and the tool's latest output line; elsewhere (CI, pytest
+with capture off) each phase prints one line when it ends. The tool's own
+output always goes to a log file, whose tail is shown when it fails.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import time
+from collections import deque
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from rich.console import Console
+from rich.text import Text
+
+console = Console(stderr=True, highlight=False)
+
+
+def _fmt(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes}m{secs:02d}s" if minutes else f"{seconds:.1f}s"
+
+
+class CommandFailed(Exception):
+    """A tool exited non-zero; carries the log path and its last lines."""
+
+    def __init__(self, argv: Sequence[str], returncode: int, log: Path, tail: list[str]):
+        self.argv = list(argv)
+        self.returncode = returncode
+        self.log = log
+        self.tail = tail
+        super().__init__(f"{argv[0]} exited {returncode}; log: {log}")
+
+
+class Step:
+    """One long step (e.g. 'kernel prism') made of named phases."""
+
+    def __init__(self, title: str):
+        self.title = title
+        self.started = time.monotonic()
+        self._status = None
+        self._phase = ""
+        self._phase_started = 0.0
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    @contextlib.contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        self._phase = name
+        self._phase_started = time.monotonic()
+        ok = False
+        status = console.status(self._line(""), spinner="dots") if console.is_terminal else contextlib.nullcontext()
+        with status as live:
+            self._status = live
+            try:
+                yield
+                ok = True
+            finally:
+                self._status = None
+                took = _fmt(time.monotonic() - self._phase_started)
+                mark = "[green]done[/]" if ok else "[red]failed[/]"
+                console.print(f"{self.title}: {name} {mark} in {took}")
+
+    def update(self, detail: str) -> None:
+        if self._status is not None:
+            self._status.update(self._line(detail))
+
+    def _line(self, detail: str) -> Text:
+        took = _fmt(time.monotonic() - self._phase_started)
+        text = Text(f"{self.title}: {self._phase} ({took})", style="bold")
+        if detail:
+            text.append(f"  {detail[:100]}", style="dim")
+        return text
+
+    def run(self, argv: Sequence[str], log: Path, cwd: Path | None = None, env: dict | None = None) -> None:
+        """Run argv, appending its output to log; raise CommandFailed on error."""
+        tail: deque[str] = deque(maxlen=30)
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "a") as out:
+            out.write(f"$ {' '.join(argv)}\n")
+            out.flush()
+            proc = subprocess.Popen(
+                list(argv), cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, text=True, errors="replace", bufsize=1,
+            )
+            try:
+                assert proc.stdout is not None
+                for line in proc.stdout:
+                    out.write(line)
+                    line = line.rstrip()
+                    tail.append(line)
+                    self.update(line.strip())
+                returncode = proc.wait()
+            except BaseException:
+                proc.kill()
+                proc.wait()
+                raise
+        if returncode != 0:
+            raise CommandFailed(argv, returncode, log, list(tail))
+
+
+def print_tail(failure: CommandFailed) -> None:
+    """Show the last lines of a failed tool's log, and where the rest is."""
+    console.print(f"[red]{' '.join(failure.argv[:3])} … failed (exit {failure.returncode}); last lines of {failure.log}:[/]")
+    for line in failure.tail:
+        console.print(f"  {line}", markup=False)
