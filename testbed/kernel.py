@@ -1,0 +1,218 @@
+"""Build kernels: a cached variant, a user's local tree, or a given bzImage.
+
+A variant build is keyed by `BuildSpec.key`; a hit costs a manifest check
+and no build. A local tree (`--kernel-src`) is built in place with the
+tree's own incremental make, never cached: the tree is the cache.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import kconfig
+from .cache import Store, cache_root, sha256_file, work_root
+from .errors import ConfigError, KernelBuildError
+from .kernel_source import fetch_tarball, is_kernel_tree, patched_tree, pristine_tree
+from .kernel_spec import BuildSpec, Variant, load_catalog, resolve
+from .progress import CommandFailed, Step, console, print_tail
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """A bootable kernel image and what is known of how it was made."""
+
+    bzimage: Path
+    release: str
+    variant: str
+    metadata: dict = field(default_factory=dict)
+    cache_hit: bool = False
+
+    def describe(self) -> str:
+        how = "cache hit" if self.cache_hit else "built"
+        return f"{self.variant} {self.release} ({how}: {self.bzimage})"
+
+
+def bzimage_release(path: Path) -> str:
+    """The release string stored in a bzImage's setup header."""
+    try:
+        with open(path, "rb") as f:
+            header = f.read(0x4000)
+            if len(header) < 0x210 or header[0x202:0x206] != b"HdrS":
+                raise ConfigError(f"{path}: not an x86 bzImage (no HdrS setup header)")
+            offset = int.from_bytes(header[0x20E:0x210], "little") + 0x200
+            f.seek(offset)
+            raw = f.read(256)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read kernel image: {exc.strerror}") from None
+    return raw.split(b"\0", 1)[0].decode(errors="replace").split(" ", 1)[0]
+
+
+def jobs() -> int:
+    return (os.cpu_count() or 1) + 1
+
+
+def _make(tree: Path, build: Path | None, *targets: str) -> list[str]:
+    argv = ["make", "-C", str(tree)]
+    if build is not None:
+        argv.append(f"O={build}")
+    return [*argv, *targets]
+
+
+def configure(step: Step, tree: Path, build: Path | None, base: str | None,
+              fragments: list[tuple[str, Path]], log: Path) -> dict[str, str]:
+    """Make a .config from base + fragments and check kconfig kept them all.
+
+    base None means: start from the .config already there (a user's tree).
+    Returns the final config; raises naming the first options dropped.
+    """
+    config = (build or tree) / ".config"
+    with step.phase("configure"):
+        if base is not None:
+            step.run(_make(tree, build, base), log)
+        step.run([str(tree / "scripts/kconfig/merge_config.sh"), "-m", "-O", str(build or tree), str(config),
+                  *[str(p) for _, p in fragments]], log, cwd=tree)
+        step.run(_make(tree, build, "olddefconfig"), log)
+    final = kconfig.parse_config_file(config)
+    requested = [(origin, kconfig.parse_config_file(path)) for origin, path in fragments]
+    problems = kconfig.verify(requested, final)
+    if problems:
+        first = problems[0]
+        more = f" (and {len(problems) - 1} more: {', '.join(p.option for p in problems[1:6])})" if len(problems) > 1 else ""
+        raise KernelBuildError(f"{first.describe()}: {kconfig.explain(tree, first.option, final)}{more}")
+    return final
+
+
+def compile_kernel(step: Step, tree: Path, build: Path | None, log: Path) -> tuple[Path, str]:
+    with step.phase("compile"):
+        step.run([*_make(tree, build, f"-j{jobs()}", "bzImage")], log)
+    out = build or tree
+    release = subprocess.run(_make(tree, build, "-s", "kernelrelease"), capture_output=True, text=True,
+                             check=True).stdout.strip()
+    return out / "arch/x86/boot/bzImage", release
+
+
+def build_variant(spec: BuildSpec, store: Store | None = None) -> Kernel:
+    """The cached kernel for spec, building it first when the cache lacks it."""
+    store = store or Store("kernels")
+    entry = store.lookup(spec.key)
+    if entry is None:
+        with store.locked(spec.key):
+            entry = store.lookup(spec.key)
+            if entry is None:
+                _build_into_store(spec, store)
+                entry = store.lookup(spec.key)
+                if entry is None:
+                    raise KernelBuildError(f"kernel {spec.key}: the cache entry failed to verify right after the build")
+                meta = entry.metadata()
+                return Kernel(entry.file("bzImage"), meta["release"], spec.variant.name, meta, cache_hit=False)
+    meta = entry.metadata()
+    return Kernel(entry.file("bzImage"), meta["release"], spec.variant.name, meta, cache_hit=True)
+
+
+def _build_into_store(spec: BuildSpec, store: Store) -> None:
+    step = Step(f"kernel {spec.variant.name}")
+    logs = cache_root() / "logs"
+    log = logs / f"kernel-{spec.key}-{time.strftime('%Y%m%d-%H%M%S')}.log"
+    work = Path(tempfile.mkdtemp(dir=work_root(), prefix=f"{spec.key}-"))
+    try:
+        tarball = fetch_tarball(spec.source, step)
+        pristine = pristine_tree(tarball, spec.source_sha256, step)
+        tree = patched_tree(pristine, spec.variant.patches(), work, step)
+        build = work / "build"
+        build.mkdir()
+        localversion = work / "localversion.config"
+        localversion.write_text(spec.variant.localversion_fragment())
+        fragments = [(f"kernel-config/{p.name}", p) for p in spec.variant.fragments]
+        fragments.append((f"variant {spec.variant.name} localversion", localversion))
+        configure(step, tree, build, spec.variant.base, fragments, log)
+        bzimage, release = compile_kernel(step, tree, build, log)
+        with store.staging(spec.key) as stage:
+            shutil.copy2(bzimage, stage / "bzImage")
+            shutil.copy2(build / ".config", stage / "config")
+            shutil.copy2(build / "System.map", stage / "System.map")
+            shutil.copy2(log, stage / "build.log")
+            meta = _metadata(spec, release, stage / "config", step.elapsed())
+            (stage / "metadata.json").write_text(json.dumps(meta, indent=2) + "\n")
+        console.print(f"kernel {spec.variant.name}: built {release} in {step.elapsed():.0f}s, cached as {spec.key}")
+    except CommandFailed as failure:
+        print_tail(failure)
+        raise KernelBuildError(f"kernel {spec.variant.name}: {failure.argv[-1]} failed; log: {failure.log}") from None
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _metadata(spec: BuildSpec, release: str, config: Path, seconds: float) -> dict:
+    source = {"name": spec.source.name, "sha256": spec.source_sha256}
+    source.update({"tarball": str(spec.source.tarball)} if spec.source.tarball else {"url": spec.source.url})
+    return {
+        "key": spec.key,
+        "variant": spec.variant.name,
+        "release": release,
+        "source": source,
+        "base": spec.variant.base,
+        "fragments": [{"name": n, "sha256": h} for n, h in spec.fragments],
+        "patches": [{"name": n, "sha256": h} for n, h in spec.patches],
+        "config_sha256": sha256_file(config),
+        "toolchain": spec.toolchain,
+        "build_seconds": round(seconds, 1),
+        "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "reproducer": f"prism-testbed kernel build {shlex.quote(spec.variant.name)} --source {shlex.quote(spec.source.name)}",
+    }
+
+
+def build_local_tree(tree: Path, variant: Variant) -> Kernel:
+    """Build a user's tree in place, incrementally, with the variant's fragments.
+
+    The tree's own .config is kept and the fragments merged on top; what the
+    merge changed is printed. No patches are applied: the tree is the user's.
+    """
+    tree = tree.expanduser().resolve()
+    if not is_kernel_tree(tree):
+        raise ConfigError(f"--kernel-src {tree}: not a Linux source tree (no Makefile, Kconfig and net/core)")
+    step = Step(f"kernel tree {tree.name}")
+    log = cache_root() / "logs" / f"tree-{tree.name}-{time.strftime('%Y%m%d-%H%M%S')}.log"
+    config = tree / ".config"
+    before = kconfig.parse_config_file(config) if config.is_file() else {}
+    fragments = [(f"kernel-config/{p.name}", p) for p in variant.fragments]
+    try:
+        final = configure(step, tree, None, None if before else variant.base, fragments, log)
+        changed = sorted(k for k in set(before) | set(final) if before.get(k, "n") != final.get(k, "n"))
+        if before and changed:
+            console.print(f"kernel tree {tree.name}: the fragments changed {len(changed)} options: "
+                          + ", ".join(f"{k}={final.get(k, 'n')}" for k in changed[:12])
+                          + (" …" if len(changed) > 12 else ""))
+        bzimage, release = compile_kernel(step, tree, None, log)
+    except CommandFailed as failure:
+        print_tail(failure)
+        raise KernelBuildError(f"--kernel-src {tree}: {failure.argv[-1]} failed; log: {failure.log}") from None
+    meta = {"variant": "local", "tree": str(tree), "release": release, "fragments": [n for n, _ in fragments],
+            "build_seconds": round(step.elapsed(), 1), "log": str(log)}
+    return Kernel(bzimage, release, "local", meta, cache_hit=False)
+
+
+def prebuilt(path: Path) -> Kernel:
+    path = path.expanduser().resolve()
+    if not path.is_file():
+        raise ConfigError(f"--kernel {path}: no such file, and not a kernel variant")
+    release = bzimage_release(path)
+    return Kernel(path, release, "prebuilt", {"variant": "prebuilt", "bzimage": str(path), "release": release})
+
+
+def obtain(selector: str, kernel_src: Path | None = None, source: str | None = None) -> Kernel:
+    """A kernel named as a user names it: a variant, a bzImage path, or a tree."""
+    catalog = load_catalog()
+    if kernel_src is not None:
+        return build_local_tree(kernel_src, catalog.variant(selector if selector in catalog.variants else "vanilla"))
+    if selector in catalog.variants:
+        return build_variant(resolve(catalog, selector, source))
+    if "/" in selector or selector.endswith("bzImage") or Path(selector).is_file():
+        return prebuilt(Path(selector))
+    raise ConfigError(f"--kernel {selector}: not a variant ({', '.join(sorted(catalog.variants))}) nor a bzImage file")

@@ -1,0 +1,112 @@
+"""Source trees: unpack once, patch without touching the pristine copy, fail clearly."""
+
+from __future__ import annotations
+
+import subprocess
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from testbed import kernel as kernel_mod
+from testbed import kernel_spec
+from testbed.cache import Store
+from testbed.errors import KernelBuildError
+from testbed.kernel_source import apply_patch, patched_tree, pristine_tree
+from testbed.progress import Step
+
+GOOD_PATCH = textwrap.dedent("""\
+    --- a/net/core/dev.c
+    +++ b/net/core/dev.c
+    @@ -1,3 +1,3 @@
+     int a;
+    -int b;
+    +int b_patched;
+     int c;
+    """)
+BAD_PATCH = GOOD_PATCH.replace("-int b;", "-int not_there;")
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    return tmp_path / "cache" / "prism-testbed"
+
+
+@pytest.fixture
+def tarball(tmp_path) -> Path:
+    """A tiny stand-in for a kernel tarball: a top dir with a Makefile and net/core/dev.c."""
+    top = tmp_path / "src" / "linux-6.1.0"
+    (top / "net" / "core").mkdir(parents=True)
+    (top / "Makefile").write_text("all:\n")
+    (top / "Kconfig").write_text("")
+    (top / "net" / "core" / "dev.c").write_text("int a;\nint b;\nint c;\n")
+    out = tmp_path / "linux.tar.xz"
+    subprocess.run(["tar", "-cJf", str(out), "-C", str(tmp_path / "src"), "linux-6.1.0"], check=True)
+    return out
+
+
+def test_pristine_tree_is_unpacked_once(cache, tarball):
+    step = Step("test")
+    tree = pristine_tree(tarball, "f" * 64, step)
+    assert (tree / "net/core/dev.c").read_text().startswith("int a;")
+    (tree / "marker").write_text("kept")
+    assert pristine_tree(tarball, "f" * 64, step) == tree
+    assert (tree / "marker").exists()  # not unpacked again
+
+
+def test_patched_tree_leaves_the_pristine_copy_alone(cache, tarball, tmp_path):
+    step = Step("test")
+    pristine = pristine_tree(tarball, "f" * 64, step)
+    patch = tmp_path / "0001-good.patch"
+    patch.write_text(GOOD_PATCH)
+    work = tmp_path / "work"
+    work.mkdir()
+    tree = patched_tree(pristine, [patch], work, step)
+    assert "int b_patched;" in (tree / "net/core/dev.c").read_text()
+    assert "int b;" in (pristine / "net/core/dev.c").read_text()
+
+
+def test_no_patches_means_the_pristine_tree(cache, tarball, tmp_path):
+    pristine = pristine_tree(tarball, "f" * 64, Step("test"))
+    assert patched_tree(pristine, [], tmp_path, Step("test")) == pristine
+
+
+def test_failing_patch_names_patch_and_file_and_changes_nothing(tmp_path):
+    tree = tmp_path / "tree"
+    (tree / "net/core").mkdir(parents=True)
+    (tree / "net/core/dev.c").write_text("int a;\nint b;\nint c;\n")
+    patch = tmp_path / "0002-broken.patch"
+    patch.write_text(BAD_PATCH)
+    with pytest.raises(KernelBuildError, match=r"patch 0002-broken.patch does not apply: net/core/dev.c: .*FAILED"):
+        apply_patch(tree, patch)
+    assert (tree / "net/core/dev.c").read_text() == "int a;\nint b;\nint c;\n"
+    assert sorted(p.name for p in (tree / "net/core").iterdir()) == ["dev.c"]  # no .rej or .orig
+
+
+def test_patch_for_a_missing_file_names_it(tmp_path):
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    patch = tmp_path / "0003-missing.patch"
+    patch.write_text(GOOD_PATCH)
+    with pytest.raises(KernelBuildError, match=r"patch 0003-missing.patch does not apply: .*not found|can't find"):
+        apply_patch(tree, patch)
+
+
+def test_variant_whose_patch_fails_leaves_no_cache_entry(cache, tarball, tmp_path):
+    patches = tmp_path / "patches"
+    patches.mkdir()
+    (patches / "series").write_text("0001-broken.patch\n")
+    (patches / "0001-broken.patch").write_text(BAD_PATCH)
+    frag = tmp_path / "base.config"
+    frag.write_text("CONFIG_NET=y\n")
+    variant = kernel_spec.Variant("prism", "tinyconfig", (frag,), patches, "-prism")
+    source = kernel_spec.KernelSource("fake", tarball=tarball)
+    spec = kernel_spec.BuildSpec(variant, source, "f" * 64, (("0001-broken.patch", "0" * 64),),
+                                 (("base.config", "1" * 64),), "gcc")
+    store = Store("kernels")
+    with pytest.raises(KernelBuildError, match="patch 0001-broken.patch does not apply: net/core/dev.c"):
+        kernel_mod.build_variant(spec, store)
+    assert store.lookup(spec.key) is None
+    assert not store.entries()
+    assert list((cache / "work").iterdir()) == []  # the scratch tree is gone too
