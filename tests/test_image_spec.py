@@ -1,0 +1,70 @@
+"""images/ as data: validation, and what the image cache key depends on."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from testbed.errors import ConfigError
+from testbed.image import IMAGES_DIR, load_spec, mmdebstrap_argv
+
+
+@pytest.fixture
+def images(tmp_path) -> Path:
+    shutil.copytree(IMAGES_DIR, tmp_path / "images")
+    return tmp_path / "images"
+
+
+def test_repository_image_lists_what_the_testbed_needs():
+    spec = load_spec()
+    assert {"busybox", "iproute2", "ethtool", "sockperf", "iperf3", "crun", "qemu-guest-agent", "procps"} \
+        <= set(spec.packages)
+    init = spec.rootfs / "usr/lib/prism-testbed/init"
+    assert init.is_file() and init.stat().st_mode & 0o111
+
+
+def test_mmdebstrap_command_trims_docs_and_includes_packages():
+    argv = mmdebstrap_argv(load_spec(), Path("/tmp/root"))
+    assert argv[:2] == ["mmdebstrap", "--variant=essential"]
+    assert any(a.startswith("--include=") and "qemu-guest-agent" in a for a in argv)
+    assert "--dpkgopt=path-exclude=/usr/share/doc/*" in argv
+    assert argv[-2:] == ["bookworm", "/tmp/root"]
+
+
+def test_key_follows_overlay_files_but_not_unrelated_changes(images):
+    spec = load_spec(images_dir=images)
+    key, packages_key = spec.key(), spec.packages_key()
+    init = images / "rootfs/usr/lib/prism-testbed/init"
+    init.write_text(init.read_text() + "\n# changed\n")
+    changed = load_spec(images_dir=images).key()
+    assert changed != key
+    assert load_spec(images_dir=images).packages_key() == packages_key  # the mmdebstrap tree is reused
+    init.chmod(0o644)
+    assert load_spec(images_dir=images).key() != changed  # the mode counts too
+
+
+def test_key_follows_the_package_list(images):
+    key = load_spec(images_dir=images).packages_key()
+    text = (images / "base.toml").read_text().replace('"procps",', '"procps", "tcpdump",')
+    (images / "base.toml").write_text(text)
+    assert load_spec(images_dir=images).packages_key() != key
+
+
+@pytest.mark.parametrize("toml, message", [
+    ('packages = []', "'packages' must be a non-empty list"),
+    ('packages = ["a"]\nsize = 3', "unknown key 'size'"),
+    ('packages = ["a"]\nslack-mib = -1', "'slack-mib' must be a non-negative integer"),
+    ('packages = [', "not valid TOML"),
+])
+def test_bad_image_spec_is_a_one_line_error(images, toml, message):
+    (images / "base.toml").write_text(toml)
+    with pytest.raises(ConfigError, match=message) as info:
+        load_spec(images_dir=images)
+    assert "base.toml" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_unknown_image_name(images):
+    with pytest.raises(ConfigError, match="image nope: cannot read"):
+        load_spec("nope", images_dir=images)
