@@ -171,21 +171,26 @@ class GuestAgent:
             self._buf += chunk
 
     def _parse(self) -> dict | None:
+        """The next JSON object in the buffer, or None when it holds no whole one."""
         if b"\xff" in self._buf:  # everything before the sync sentinel is stale
             self._buf = self._buf.rsplit(b"\xff", 1)[1]
-        text = self._buf.lstrip()
-        if not text:
-            self._buf = b""
-            return None
-        try:
-            obj, end = json.JSONDecoder().raw_decode(text.decode(errors="replace"))
-        except ValueError:
-            if b"\n" in text:  # a whole line that is not JSON: drop it
-                self._buf = text.split(b"\n", 1)[1]
-                return self._parse()
-            return None
-        self._buf = text.decode(errors="replace")[end:].encode()
-        return obj if isinstance(obj, dict) else None
+        while True:
+            text = self._buf.lstrip()
+            if not text:
+                self._buf = b""
+                return None
+            try:
+                obj, end = json.JSONDecoder().raw_decode(text.decode(errors="replace"))
+            except ValueError:
+                if b"\n" in text:  # a whole line that is not JSON: drop it
+                    self._buf = text.split(b"\n", 1)[1]
+                    continue
+                return None
+            self._buf = text.decode(errors="replace")[end:].encode()
+            if isinstance(obj, dict):
+                return obj
+            # JSON but not an object (stale noise): skip it and look further,
+            # since None would make _recv wait for bytes it already holds
 
 
 def _b64(data: str | None) -> str:

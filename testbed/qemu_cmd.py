@@ -33,7 +33,7 @@ class NicSpec:
     def __post_init__(self) -> None:
         if not 1 <= self.queues <= 64:
             raise ConfigError(f"NIC {self.tap}: queues {self.queues} must be between 1 and 64")
-        if not _MAC.match(self.mac):
+        if not _MAC.fullmatch(self.mac):
             raise ConfigError(f"NIC {self.tap}: MAC {self.mac!r} is not of the form 52:54:00:xx:xx:xx")
         if self.speed_mbps <= 0:
             raise ConfigError(f"NIC {self.tap}: speed {self.speed_mbps} must be positive (Mbit/s)")
@@ -59,7 +59,7 @@ class MachineSpec:
     append: tuple[str, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
-        if not _NAME.match(self.name):
+        if not _NAME.fullmatch(self.name):
             raise ConfigError(f"machine name {self.name!r}: use lower-case letters, digits and '-' (max 31)")
         if self.accel not in ACCELS:
             raise ConfigError(f"machine {self.name}: accel {self.accel!r} must be one of {', '.join(ACCELS)}")
