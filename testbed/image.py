@@ -171,6 +171,7 @@ def _build_into_store(spec: ImageSpec, key: str, store: Store) -> None:
         with step.phase("customise"):
             subprocess.run(["cp", "-a", str(tree), str(root)], check=True)
             shutil.copytree(spec.rootfs, root, dirs_exist_ok=True, symlinks=True)
+            link_busybox_applets(root)
             packages = subprocess.run(
                 ["dpkg-query", f"--admindir={root}/var/lib/dpkg", "-W", "-f", "${Package}\t${Version}\n"],
                 capture_output=True, text=True, check=True).stdout
@@ -196,6 +197,28 @@ def _build_into_store(spec: ImageSpec, key: str, store: Store) -> None:
         raise ImageBuildError(f"image {spec.name}: {failure.argv[0]} failed; log: {failure.log}") from None
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def link_busybox_applets(root: Path) -> list[str]:
+    """Give each busybox applet that no package provides a /usr/local/bin link.
+
+    The essential variant has no `mount`, `ps` or `vi`; busybox has them.
+    Only missing commands are linked, so no Debian tool is shadowed.
+    """
+    busybox = root / "bin/busybox"
+    if not busybox.is_file():
+        return []
+    applets = subprocess.run([str(busybox), "--list"], capture_output=True, text=True, check=True).stdout.split()
+    bindirs = [root / d for d in ("usr/local/bin", "usr/bin", "bin", "usr/sbin", "sbin")]
+    target = root / "usr/local/bin"
+    target.mkdir(parents=True, exist_ok=True)
+    linked = []
+    for applet in applets:
+        if "/" in applet or any(os.path.lexists(d / applet) for d in bindirs):
+            continue
+        os.symlink("/bin/busybox", target / applet)
+        linked.append(applet)
+    return linked
 
 
 def _tree_bytes(root: Path) -> int:

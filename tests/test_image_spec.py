@@ -19,7 +19,7 @@ def images(tmp_path) -> Path:
 
 def test_repository_image_lists_what_the_testbed_needs():
     spec = load_spec()
-    assert {"busybox", "iproute2", "ethtool", "sockperf", "iperf3", "crun", "qemu-guest-agent", "procps"} \
+    assert {"busybox-static", "iproute2", "ethtool", "sockperf", "iperf3", "crun", "qemu-guest-agent", "procps"} \
         <= set(spec.packages)
     init = spec.rootfs / "usr/lib/prism-testbed/init"
     assert init.is_file() and init.stat().st_mode & 0o111
