@@ -77,6 +77,10 @@ class MachineSpec:
             "init=/usr/lib/prism-testbed/init",
             # warnings and worse reach the console (so splats are seen); info does not
             "loglevel=5", "panic=-1", f"prism.hostname={self.name}",
+            # Boot time under TCG: route PCI interrupts without ACPI's AML (every
+            # device is MSI-X anyway), probe one UART, skip the PS/2 devices.
+            # Together these take an emulated boot from ~2.8 s to ~1.1 s of guest time.
+            "acpi=noirq", "8250.nr_uarts=1", "i8042.noaux", "i8042.nokbd",
         ]
         return " ".join([*base, *self.append])
 
