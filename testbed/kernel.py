@@ -63,7 +63,22 @@ def _make(tree: Path, build: Path | None, *targets: str) -> list[str]:
     argv = ["make", "-C", str(tree)]
     if build is not None:
         argv.append(f"O={build}")
+    if shutil.which("ccache"):
+        argv.append("CC=ccache gcc")
     return [*argv, *targets]
+
+
+def _compiler_env() -> dict[str, str]:
+    """ccache settings that let two variants share every unchanged object.
+
+    Trees and build directories live at different paths per build, so paths
+    are made relative to the cache root and the working directory is not
+    hashed (the kernels carry no debug info that would record it).
+    """
+    env = dict(os.environ)
+    env.update(CCACHE_DIR=str(cache_root() / "ccache"), CCACHE_BASEDIR=str(cache_root()),
+               CCACHE_NOHASHDIR="1", CCACHE_MAXSIZE="4G", CCACHE_SLOPPINESS="time_macros")
+    return env
 
 
 def configure(step: Step, tree: Path, build: Path | None, base: str | None,
@@ -75,11 +90,12 @@ def configure(step: Step, tree: Path, build: Path | None, base: str | None,
     """
     config = (build or tree) / ".config"
     with step.phase("configure"):
+        env = _compiler_env()
         if base is not None:
-            step.run(_make(tree, build, base), log)
+            step.run(_make(tree, build, base), log, env=env)
         step.run([str(tree / "scripts/kconfig/merge_config.sh"), "-m", "-O", str(build or tree), str(config),
-                  *[str(p) for _, p in fragments]], log, cwd=tree)
-        step.run(_make(tree, build, "olddefconfig"), log)
+                  *[str(p) for _, p in fragments]], log, cwd=tree, env=env)
+        step.run(_make(tree, build, "olddefconfig"), log, env=env)
     final = kconfig.parse_config_file(config)
     requested = [(origin, kconfig.parse_config_file(path)) for origin, path in fragments]
     problems = kconfig.verify(requested, final)
@@ -92,7 +108,7 @@ def configure(step: Step, tree: Path, build: Path | None, base: str | None,
 
 def compile_kernel(step: Step, tree: Path, build: Path | None, log: Path) -> tuple[Path, str]:
     with step.phase("compile"):
-        step.run([*_make(tree, build, f"-j{jobs()}", "bzImage")], log)
+        step.run([*_make(tree, build, f"-j{jobs()}", "bzImage")], log, env=_compiler_env())
     out = build or tree
     release = subprocess.run(_make(tree, build, "-s", "kernelrelease"), capture_output=True, text=True,
                              check=True).stdout.strip()

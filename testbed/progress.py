@@ -82,7 +82,7 @@ class Step:
         """Run argv, appending its output to log; raise CommandFailed on error."""
         tail: deque[str] = deque(maxlen=30)
         log.parent.mkdir(parents=True, exist_ok=True)
-        with open(log, "a") as out:
+        with open(log, "a", buffering=1) as out:  # line-buffered: the log is current if we die
             out.write(f"$ {' '.join(argv)}\n")
             out.flush()
             proc = subprocess.Popen(
