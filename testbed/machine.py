@@ -55,6 +55,7 @@ class Machine:
         self._qmp: QEMUMonitorProtocol | None = None
         self._agent: GuestAgent | None = None
         self._events: list[dict] = []
+        self.crashes: list[str] = []
 
     @property
     def name(self) -> str:
@@ -63,13 +64,39 @@ class Machine:
     # --- lifecycle -----------------------------------------------------------------
 
     def __enter__(self) -> Machine:
-        try:
-            self.launch()
-            self.wait_ready()
-        except BaseException:
-            self.shutdown()
-            raise
-        return self
+        """Launch and wait for the guest; one relaunch if QEMU itself crashed.
+
+        QEMU 7.2's multi-threaded TCG was seen to segfault while a guest
+        probed its PCI bus (about one boot in fifteen, on a loaded host).
+        That is the emulator, not the kernel under test: the boot is tried
+        once more and the crash is kept in `crashes` for the run's record.
+        """
+        for attempt in (1, 2):
+            try:
+                self.launch()
+                self.wait_ready()
+                return self
+            except MachineError:
+                status = self._proc.returncode if self._proc is not None else None
+                self.shutdown()
+                if attempt == 2 or status is None or status >= 0 or self._panicked():
+                    raise
+                self.crashes.append(f"QEMU killed by signal {-status} during boot; console kept as "
+                                    f"{self._keep_console(attempt)}")
+            except BaseException:
+                self.shutdown()
+                raise
+        raise AssertionError("unreachable")
+
+    def _panicked(self) -> bool:
+        return any(s.kind == "panic" for s in self.console.poll())
+
+    def _keep_console(self, attempt: int) -> Path:
+        kept = self.files.console.with_name(f"console-crash{attempt}.log")
+        if self.files.console.exists():
+            self.files.console.replace(kept)
+        self.console = ConsoleWatcher(self.files.console)
+        return kept
 
     def __exit__(self, *exc) -> None:
         self.shutdown()
