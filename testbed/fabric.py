@@ -33,7 +33,7 @@ def runtime_dir(run_id: str) -> Path:
 
 def ip(*args: str, netns: str | None = None) -> str:
     argv = ["ip", *(["-n", netns] if netns else []), *args]
-    proc = subprocess.run(argv, capture_output=True, text=True)
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise FabricError(f"`{' '.join(argv)}` failed: {proc.stderr.strip()}")
     return proc.stdout
@@ -82,6 +82,6 @@ class Fabric:
     def destroy(self) -> None:
         """Delete the namespace and with it every tap and bridge in it."""
         if self._created:
-            subprocess.run(["ip", "netns", "del", self.netns], capture_output=True)
+            subprocess.run(["ip", "netns", "del", self.netns], capture_output=True, check=False)
             self._created = False
             self.taps.clear()
