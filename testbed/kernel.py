@@ -12,13 +12,12 @@ import os
 import shlex
 import shutil
 import subprocess
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import kconfig
-from .cache import Store, cache_root, sha256_file, work_root
+from .cache import Store, cache_root, file_lock, sha256_file, work_root
 from .errors import ConfigError, KernelBuildError
 from .kernel_source import fetch_tarball, is_kernel_tree, patched_tree, pristine_tree
 from .kernel_spec import BuildSpec, Variant, load_catalog, resolve
@@ -137,32 +136,37 @@ def _build_into_store(spec: BuildSpec, store: Store) -> None:
     step = Step(f"kernel {spec.variant.name}")
     logs = cache_root() / "logs"
     log = logs / f"kernel-{spec.key}-{time.strftime('%Y%m%d-%H%M%S')}.log"
-    work = Path(tempfile.mkdtemp(dir=work_root(), prefix=f"{spec.key}-"))
-    try:
-        tarball = fetch_tarball(spec.source, step)
-        pristine = pristine_tree(tarball, spec.source_sha256, step)
-        tree = patched_tree(pristine, spec.variant.patches(), work, step)
-        build = work / "build"
-        build.mkdir()
-        localversion = work / "localversion.config"
-        localversion.write_text(spec.variant.localversion_fragment())
-        fragments = [(f"kernel-config/{p.name}", p) for p in spec.variant.fragments]
-        fragments.append((f"variant {spec.variant.name} localversion", localversion))
-        configure(step, tree, build, spec.variant.base, fragments, log)
-        bzimage, release = compile_kernel(step, tree, build, log)
-        with store.staging(spec.key) as stage:
-            shutil.copy2(bzimage, stage / "bzImage")
-            shutil.copy2(build / ".config", stage / "config")
-            shutil.copy2(build / "System.map", stage / "System.map")
-            shutil.copy2(log, stage / "build.log")
-            meta = _metadata(spec, release, stage / "config", step.elapsed())
-            (stage / "metadata.json").write_text(json.dumps(meta, indent=2) + "\n")
-        console.print(f"kernel {spec.variant.name}: built {release} in {step.elapsed():.0f}s, cached as {spec.key}")
-    except CommandFailed as failure:
-        print_tail(failure)
-        raise KernelBuildError(f"kernel {spec.variant.name}: {failure.argv[-1]} failed; log: {failure.log}") from None
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    # One build slot at a fixed path: every build sees the same source and
+    # object paths, which is what lets ccache reuse objects across variants.
+    slot = work_root() / "kernel-slot"
+    with file_lock(work_root() / ".kernel-slot.lock"):
+        shutil.rmtree(slot, ignore_errors=True)
+        slot.mkdir()
+        try:
+            tarball = fetch_tarball(spec.source, step)
+            pristine = pristine_tree(tarball, spec.source_sha256, step)
+            tree = patched_tree(pristine, spec.variant.patches(), slot / "src", step)
+            build = slot / "build"
+            build.mkdir()
+            localversion = slot / "localversion.config"
+            localversion.write_text(spec.variant.localversion_fragment())
+            fragments = [(f"kernel-config/{p.name}", p) for p in spec.variant.fragments]
+            fragments.append((f"variant {spec.variant.name} localversion", localversion))
+            configure(step, tree, build, spec.variant.base, fragments, log)
+            bzimage, release = compile_kernel(step, tree, build, log)
+            with store.staging(spec.key) as stage:
+                shutil.copy2(bzimage, stage / "bzImage")
+                shutil.copy2(build / ".config", stage / "config")
+                shutil.copy2(build / "System.map", stage / "System.map")
+                shutil.copy2(log, stage / "build.log")
+                meta = _metadata(spec, release, stage / "config", step.elapsed())
+                (stage / "metadata.json").write_text(json.dumps(meta, indent=2) + "\n")
+            console.print(f"kernel {spec.variant.name}: built {release} in {step.elapsed():.0f}s, cached as {spec.key}")
+        except CommandFailed as failure:
+            print_tail(failure)
+            raise KernelBuildError(f"kernel {spec.variant.name}: {failure.argv[-1]} failed; log: {failure.log}") from None
+        finally:
+            shutil.rmtree(slot, ignore_errors=True)
 
 
 def _metadata(spec: BuildSpec, release: str, config: Path, seconds: float) -> dict:

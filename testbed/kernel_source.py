@@ -84,12 +84,13 @@ def _top_dir(unpacked: Path, tarball: Path) -> Path:
     raise KernelBuildError(f"{tarball}: not a kernel source tarball (no top-level Makefile)")
 
 
-def patched_tree(pristine: Path, patches: list[Path], workdir: Path, step: Step) -> Path:
-    """A copy of pristine with patches applied, in workdir; pristine if none."""
-    if not patches:
-        return pristine
-    tree = workdir / "src"
-    with step.phase(f"apply {len(patches)} patches"):
+def patched_tree(pristine: Path, patches: list[Path], tree: Path, step: Step) -> Path:
+    """A hard-link copy of pristine at `tree`, with patches applied.
+
+    Always a copy, even with no patches, so every build compiles from the
+    same path and ccache can share objects between variants.
+    """
+    with step.phase(f"copy tree, apply {len(patches)} patches"):
         subprocess.run(["cp", "-al", str(pristine), str(tree)], check=True)
         for patch in patches:
             apply_patch(tree, patch)

@@ -60,16 +60,17 @@ def test_patched_tree_leaves_the_pristine_copy_alone(cache, tarball, tmp_path):
     pristine = pristine_tree(tarball, "f" * 64, step)
     patch = tmp_path / "0001-good.patch"
     patch.write_text(GOOD_PATCH)
-    work = tmp_path / "work"
-    work.mkdir()
-    tree = patched_tree(pristine, [patch], work, step)
+    tree = patched_tree(pristine, [patch], tmp_path / "tree", step)
     assert "int b_patched;" in (tree / "net/core/dev.c").read_text()
     assert "int b;" in (pristine / "net/core/dev.c").read_text()
 
 
-def test_no_patches_means_the_pristine_tree(cache, tarball, tmp_path):
+def test_no_patches_still_gives_a_copy_at_the_fixed_path(cache, tarball, tmp_path):
     pristine = pristine_tree(tarball, "f" * 64, Step("test"))
-    assert patched_tree(pristine, [], tmp_path, Step("test")) == pristine
+    tree = patched_tree(pristine, [], tmp_path / "tree", Step("test"))
+    assert tree == tmp_path / "tree"
+    assert (tree / "net/core/dev.c").read_text() == (pristine / "net/core/dev.c").read_text()
+    assert (tree / "net/core/dev.c").stat().st_ino == (pristine / "net/core/dev.c").stat().st_ino  # hard link
 
 
 def test_failing_patch_names_patch_and_file_and_changes_nothing(tmp_path):
@@ -109,4 +110,4 @@ def test_variant_whose_patch_fails_leaves_no_cache_entry(cache, tarball, tmp_pat
         kernel_mod.build_variant(spec, store)
     assert store.lookup(spec.key) is None
     assert not store.entries()
-    assert list((cache / "work").iterdir()) == []  # the scratch tree is gone too
+    assert not (cache / "work" / "kernel-slot").exists()  # the scratch tree is gone too
