@@ -3,14 +3,21 @@
 Everything lives in a network namespace named after the run id, so the
 host's own interfaces are never touched and deleting the namespace removes
 all of it. QEMU processes are started inside the namespace (nsenter) to
-open their taps there.
+open their taps there. A traffic port (a veth on the bridge, with its own
+underlay address and VXLAN endpoint) lets host-side tools act as a node of
+the overlay. A run records its owner; `reap_stale` removes what runs whose
+owner died left behind, and nothing else.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
+import shutil
+import signal
 import subprocess
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +25,8 @@ from .errors import FabricError
 
 NETNS_PREFIX = "prism-"
 BRIDGE = "br0"
+TRAFFIC_PORT = "tp0"
+KEEP_MARKER = "keep"  # a run left up on purpose (--keep): the reaper spares it
 
 
 def new_run_id() -> str:
@@ -25,10 +34,13 @@ def new_run_id() -> str:
     return f"{os.getpid() % 0xFFFF:04x}{secrets.token_hex(2)}"
 
 
+def runtime_base() -> Path:
+    return Path("/run/prism-testbed") if os.access("/run", os.W_OK) else Path(f"/tmp/prism-testbed-{os.getuid()}")
+
+
 def runtime_dir(run_id: str) -> Path:
     """Sockets and logs of a run's machines; short paths (unix socket limit)."""
-    base = Path("/run/prism-testbed") if os.access("/run", os.W_OK) else Path(f"/tmp/prism-testbed-{os.getuid()}")
-    return base / run_id
+    return runtime_base() / run_id
 
 
 def ip(*args: str, netns: str | None = None) -> str:
@@ -39,11 +51,21 @@ def ip(*args: str, netns: str | None = None) -> str:
     return proc.stdout
 
 
+def _process_start(pid: int) -> str | None:
+    """The start time of pid (field 22 of /proc/PID/stat), or None if gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
 @dataclass
 class Fabric:
     """A run's namespace with one bridge; taps are added per VM NIC."""
 
     run_id: str
+    mtu: int = 1500
     taps: list[str] = field(default_factory=list)
     _created: bool = False
 
@@ -61,11 +83,15 @@ class Fabric:
     def create(self) -> None:
         if not os.access("/dev/net/tun", os.R_OK | os.W_OK):
             raise FabricError("/dev/net/tun is not usable: taps need it (and root or CAP_NET_ADMIN)")
+        reap_stale()
+        owner = runtime_dir(self.run_id) / "owner"
+        owner.parent.mkdir(parents=True, exist_ok=True)
+        owner.write_text(f"{os.getpid()} {_process_start(os.getpid())}\n")
         ip("netns", "add", self.netns)
         self._created = True
         try:
             ip("link", "set", "lo", "up", netns=self.netns)
-            ip("link", "add", BRIDGE, "type", "bridge", netns=self.netns)
+            ip("link", "add", BRIDGE, "mtu", str(self.mtu), "type", "bridge", netns=self.netns)
             ip("link", "set", BRIDGE, "up", netns=self.netns)
         except FabricError:
             self.destroy()
@@ -76,12 +102,111 @@ class Fabric:
         name = f"tap{len(self.taps)}"
         ip("tuntap", "add", "dev", name, "mode", "tap", *(["multi_queue"] if queues > 1 else []), netns=self.netns)
         self.taps.append(name)
-        ip("link", "set", name, "master", BRIDGE, "up", netns=self.netns)
+        ip("link", "set", name, "mtu", str(self.mtu), "master", BRIDGE, "up", netns=self.netns)
         return name
 
+    def add_traffic_port(self, address: str, prefix: int) -> str:
+        """A veth on the bridge with its own underlay address, for host-side tools."""
+        ip("link", "add", TRAFFIC_PORT, "mtu", str(self.mtu), "type", "veth", "peer", "name", f"{TRAFFIC_PORT}-br",
+           netns=self.netns)
+        ip("link", "set", f"{TRAFFIC_PORT}-br", "master", BRIDGE, "up", netns=self.netns)
+        ip("addr", "add", f"{address}/{prefix}", "dev", TRAFFIC_PORT, netns=self.netns)
+        ip("link", "set", TRAFFIC_PORT, "up", netns=self.netns)
+        return TRAFFIC_PORT
+
+    def add_vtep(self, vni: int, local: str, overlay_address: str, prefix: int, mtu: int,
+                 peers: list[str], remote_macs: list[tuple[str, str]]) -> str:
+        """The host's VXLAN endpoint on the traffic port: vxlan + bridge + address.
+
+        Laid out like a guest's (learning off, static FDB): flood entries for
+        every peer VTEP and one entry per remote container MAC.
+        """
+        vx, br = f"vx{vni}", f"ob{vni}"
+        ip("link", "add", vx, "mtu", str(mtu), "type", "vxlan", "id", str(vni), "local", local, "dstport", "4789",
+           "nolearning", "dev", TRAFFIC_PORT, netns=self.netns)
+        ip("link", "add", br, "mtu", str(mtu), "type", "bridge", netns=self.netns)
+        ip("link", "set", vx, "master", br, "up", netns=self.netns)
+        ip("addr", "add", f"{overlay_address}/{prefix}", "dev", br, netns=self.netns)
+        ip("link", "set", br, "up", netns=self.netns)
+        for peer in peers:
+            _bridge("fdb", "append", "00:00:00:00:00:00", "dev", vx, "dst", peer, netns=self.netns)
+        for mac, peer in remote_macs:
+            _bridge("fdb", "add", mac, "dev", vx, "dst", peer, netns=self.netns)
+        return br
+
     def destroy(self) -> None:
-        """Delete the namespace and with it every tap and bridge in it."""
+        """Delete the namespace and with it every tap, veth and bridge in it."""
         if self._created:
             subprocess.run(["ip", "netns", "del", self.netns], capture_output=True, check=False)
             self._created = False
             self.taps.clear()
+        with contextlib.suppress(OSError):
+            (runtime_dir(self.run_id) / "owner").unlink()
+
+
+def _bridge(*args: str, netns: str) -> None:
+    argv = ["ip", "netns", "exec", netns, "bridge", *args]
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise FabricError(f"`bridge {' '.join(args)}` in {netns} failed: {proc.stderr.strip()}")
+
+
+# --- the reaper ------------------------------------------------------------------------
+
+
+def _owner_alive(run_id: str) -> bool:
+    try:
+        pid_text, start = (runtime_dir(run_id) / "owner").read_text().split()
+    except (OSError, ValueError):
+        return False
+    return _process_start(int(pid_text)) == start
+
+
+def _netns_names() -> list[str]:
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False).stdout
+    return [line.split()[0] for line in out.splitlines() if line.strip()]
+
+
+def _qemu_pids_of(run_id: str) -> list[int]:
+    """QEMU processes whose command line names this run's directory."""
+    marker = str(runtime_dir(run_id)) + "/"
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv and b"qemu-system" in argv[0] and any(marker.encode() in a for a in argv):
+            pids.append(int(proc.name))
+    return pids
+
+
+def reap_stale() -> list[str]:
+    """Remove what dead runs left: their QEMUs, namespaces and run directories.
+
+    A run is dead when its recorded owner process no longer exists (a pid
+    reused by another process has another start time). Live runs, runs kept
+    with --keep, and anything not named by the testbed are left alone.
+    Returns what it reaped.
+    """
+    reaped = []
+    run_ids = {name[len(NETNS_PREFIX):] for name in _netns_names() if name.startswith(NETNS_PREFIX)}
+    if runtime_base().is_dir():
+        run_ids |= {p.name for p in runtime_base().iterdir() if p.is_dir()}
+    for run_id in sorted(run_ids):
+        if _owner_alive(run_id) or (runtime_dir(run_id) / KEEP_MARKER).exists():
+            continue
+        pids = _qemu_pids_of(run_id)
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        while pids and time.monotonic() < deadline and any(Path(f"/proc/{p}").exists() for p in pids):
+            time.sleep(0.05)
+        if f"{NETNS_PREFIX}{run_id}" in _netns_names():
+            subprocess.run(["ip", "netns", "del", f"{NETNS_PREFIX}{run_id}"], capture_output=True, check=False)
+        shutil.rmtree(runtime_dir(run_id), ignore_errors=True)
+        reaped.append(f"run {run_id}: {len(pids)} QEMU processes, netns {NETNS_PREFIX}{run_id}")
+    return reaped

@@ -118,7 +118,7 @@ class GuestAgent:
         so a hung command does not live on after it timed out.
         """
         argv = ["/bin/sh", "-c", command] if isinstance(command, str) else list(command)
-        shown = command if isinstance(command, str) else shlex.join(argv)
+        shown = _abbreviate(command if isinstance(command, str) else shlex.join(argv))
         wrapped = ["/usr/bin/timeout", "--signal=KILL", f"{timeout:g}", *argv]
         args: dict = {"path": wrapped[0], "arg": wrapped[1:], "capture-output": True}
         if input is not None:
@@ -191,6 +191,14 @@ class GuestAgent:
                 return obj
             # JSON but not an object (stale noise): skip it and look further,
             # since None would make _recv wait for bytes it already holds
+
+
+def _abbreviate(command: str) -> str:
+    """A command as errors show it: a script by its first line and length."""
+    lines = command.strip().splitlines()
+    if len(lines) <= 1 and len(command) <= 200:
+        return command
+    return f"{lines[0][:120]} … ({len(lines)} lines)" if len(lines) > 1 else f"{command[:200]} …"
 
 
 def _b64(data: str | None) -> str:

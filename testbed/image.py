@@ -24,7 +24,7 @@ from .errors import ConfigError, ImageBuildError
 from .progress import CommandFailed, Step, console, print_tail
 
 IMAGES_DIR = Path(__file__).resolve().parent.parent / "images"
-BUILDER_VERSION = 1
+BUILDER_VERSION = 2  # bump when the build changes what an image holds
 ROOT_FILE = "root.ext4"
 
 

@@ -18,8 +18,10 @@ from pathlib import Path
 import pytest
 
 from . import accel as accel_mod
+from . import topology as topology_mod
+from .deployment import Deployment
 from .errors import TestbedError
-from .fabric import Fabric, new_run_id, runtime_dir
+from .fabric import KEEP_MARKER, Fabric, new_run_id, runtime_dir
 from .image import build_image, load_spec
 from .kernel import Kernel, obtain
 from .machine import Machine
@@ -106,10 +108,12 @@ class _null:
 
 
 def _testbed_call(what: str, fn, *args):
+    """Call fn; a TestbedError fails the test with its one-line message, no traceback."""
     try:
         return fn(*args)
     except TestbedError as exc:
-        pytest.fail(f"{what}: {exc}", pytrace=False)
+        message = f"{what}: {exc}"
+    pytest.fail(message, pytrace=False)
 
 
 @pytest.fixture(scope="session")
@@ -160,11 +164,46 @@ def fabric(request: pytest.FixtureRequest):
     _testbed_call("host fabric", fab.create)
     yield fab
     if getattr(request.session, "_prism_keep", False):
+        (runtime_dir(state.run_id) / KEEP_MARKER).touch()
         print(f"\nprism-testbed --keep: fabric netns {fab.netns} and {runtime_dir(state.run_id)} left in place; "
               f"remove with: ip netns del {fab.netns}", file=sys.stderr)
         return
     fab.destroy()
     shutil.rmtree(runtime_dir(state.run_id), ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def topology(request: pytest.FixtureRequest, kernel: Kernel, guest_image, accel):
+    """A topology up for a module: `two-vm` unless parametrised (indirect) by name or path."""
+    state = _state(request.config)
+    name = getattr(request, "param", None) or "two-vm"
+    topo = _testbed_call(f"topology {name}", topology_mod.load, name)
+    deployment = Deployment(topo, kernel, guest_image, accel)
+    with _visible(request):
+        _testbed_call(f"topology {name}", deployment.__enter__)
+        print(f"\nprism-testbed: topology {name} ready in {deployment.timings.ready:.1f}s "
+              f"(boots {', '.join(f'{k} {v:.1f}s' for k, v in deployment.timings.boot.items())})", file=sys.stderr)
+    for vm in deployment.machines.values():
+        state.machines[vm] = 0
+    state.record.setdefault("topologies", []).append(
+        {"name": name, "module": request.node.nodeid, "kernel": kernel.variant, "run_id": deployment.run_id,
+         "ready_seconds": round(deployment.timings.ready, 2), "boot_seconds": deployment.timings.boot,
+         "overlay_seconds": deployment.timings.overlay})
+    yield deployment
+    keep = request.config.getoption("keep") and request.session.testsfailed > 0
+    leftovers = {vm: _new_splats(state, vm) for vm in deployment.machines.values()}
+    for vm in deployment.machines.values():
+        state.machines.pop(vm, None)
+        _save_console(state, request.node.nodeid, vm)
+    if keep:
+        (runtime_dir(deployment.run_id) / KEEP_MARKER).touch()
+        print(f"\nprism-testbed --keep:\n{deployment.describe()}", file=sys.stderr)
+    else:
+        deployment.down()
+    state.write_record()
+    for vm, splats in leftovers.items():
+        if splats:
+            pytest.fail(_splat_message(vm, splats), pytrace=False)
 
 
 def machine_spec_from_marker(request: pytest.FixtureRequest, kernel: Kernel, image_root: Path,

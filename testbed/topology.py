@@ -1,0 +1,293 @@
+"""Topologies as validated data: VMs, their NICs and containers, overlays.
+
+A topology comes from a TOML file (cases/topologies/) or is built in Python;
+either way `validate()` checks it before anything starts, and every error
+names where it came from, the key, and what is wrong.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import ConfigError
+
+TOPOLOGY_DIR = Path(__file__).resolve().parent.parent / "cases" / "topologies"
+VXLAN_OVERHEAD_V4 = 50  # outer Ethernet 14 + IPv4 20 + UDP 8 + VXLAN 8
+VXLAN_PORT = 4789
+_NAME = re.compile(r"[a-z][a-z0-9-]{0,14}")
+
+
+@dataclass(frozen=True)
+class Nic:
+    queues: int = 2
+    speed: int = 100_000  # Mbit/s, what the guest's ethtool reports
+
+
+@dataclass(frozen=True)
+class Container:
+    name: str
+    overlay: str
+    address: str
+    command: tuple[str, ...] = ("sleep", "infinity")
+
+    @property
+    def mac(self) -> str:
+        """Docker's scheme: 02:42 and the IPv4 address, so FDB entries are static."""
+        octets = ipaddress.IPv4Address(self.address).packed
+        return "02:42:" + ":".join(f"{b:02x}" for b in octets)
+
+
+@dataclass(frozen=True)
+class Vm:
+    name: str
+    vcpus: int = 2
+    memory: int = 512
+    nics: tuple[Nic, ...] = (Nic(),)
+    containers: tuple[Container, ...] = ()
+    underlay_address: str | None = None
+
+
+@dataclass(frozen=True)
+class Overlay:
+    name: str
+    vni: int
+    subnet: str
+    mtu: int = 1450
+
+
+@dataclass(frozen=True)
+class Fabric:
+    underlay: str = "192.168.77.0/24"
+    mtu: int = 1500
+
+
+@dataclass(frozen=True)
+class Topology:
+    name: str
+    vms: tuple[Vm, ...]
+    overlays: tuple[Overlay, ...] = ()
+    fabric: Fabric = field(default_factory=Fabric)
+    origin: str = "<python>"
+
+    # --- derived addressing --------------------------------------------------------
+
+    def underlay_of(self, vm: Vm) -> str:
+        """The VM's eth0 address: given, or the 11th host address onwards."""
+        if vm.underlay_address is not None:
+            return vm.underlay_address
+        net = ipaddress.IPv4Network(self.fabric.underlay)
+        return str(net.network_address + 11 + self.vms.index(vm))
+
+    @property
+    def traffic_port_address(self) -> str:
+        """The host traffic port's underlay address (the second host address)."""
+        return str(ipaddress.IPv4Network(self.fabric.underlay).network_address + 2)
+
+    @property
+    def underlay_prefix(self) -> int:
+        return ipaddress.IPv4Network(self.fabric.underlay).prefixlen
+
+    def overlay(self, name: str) -> Overlay:
+        return next(o for o in self.overlays if o.name == name)
+
+    def containers(self) -> list[tuple[Vm, Container]]:
+        return [(vm, c) for vm in self.vms for c in vm.containers]
+
+    def vm(self, name: str) -> Vm:
+        for vm in self.vms:
+            if vm.name == name:
+                return vm
+        raise KeyError(f"topology {self.name}: no VM {name!r} (has {', '.join(v.name for v in self.vms)})")
+
+    # --- validation ------------------------------------------------------------------
+
+    def validate(self) -> Topology:
+        """Raise ConfigError naming the first problem; return self when sound."""
+        where = self.origin
+        _check_name(self.name, f"{where}: name")
+        try:
+            underlay = ipaddress.IPv4Network(self.fabric.underlay)
+        except ValueError as exc:
+            raise ConfigError(f"{where}: fabric.underlay {self.fabric.underlay!r}: {exc}") from None
+        if not 576 <= self.fabric.mtu <= 9000:
+            raise ConfigError(f"{where}: fabric.mtu {self.fabric.mtu} must be between 576 and 9000")
+        if not self.vms:
+            raise ConfigError(f"{where}: no [[vm]]: a topology needs at least one VM")
+
+        overlays: dict[str, ipaddress.IPv4Network] = {}
+        vnis: set[int] = set()
+        for o in self.overlays:
+            key = f"{where}: overlay {o.name}"
+            _check_name(o.name, f"{key}: name")
+            if o.name in overlays:
+                raise ConfigError(f"{key}: duplicate overlay name")
+            if not 1 <= o.vni <= 0xFFFFFF:
+                raise ConfigError(f"{key}: vni {o.vni} must be between 1 and 16777215")
+            if o.vni in vnis:
+                raise ConfigError(f"{key}: vni {o.vni} is used by another overlay")
+            vnis.add(o.vni)
+            try:
+                net = ipaddress.IPv4Network(o.subnet)
+            except ValueError as exc:
+                raise ConfigError(f"{key}: subnet {o.subnet!r}: {exc}") from None
+            if net.overlaps(underlay):
+                raise ConfigError(f"{key}: subnet {o.subnet} overlaps the underlay {self.fabric.underlay}")
+            for other, other_net in overlays.items():
+                if net.overlaps(other_net):
+                    raise ConfigError(f"{key}: subnet {o.subnet} overlaps overlay {other}")
+            if o.mtu + VXLAN_OVERHEAD_V4 > self.fabric.mtu:
+                raise ConfigError(f"{key}: mtu {o.mtu} is too large for the underlay: VXLAN adds "
+                                  f"{VXLAN_OVERHEAD_V4} bytes, so at most {self.fabric.mtu - VXLAN_OVERHEAD_V4}")
+            if o.mtu < 68:
+                raise ConfigError(f"{key}: mtu {o.mtu} is below IPv4's minimum of 68")
+            overlays[o.name] = net
+
+        names: set[str] = set()
+        addresses: dict[str, str] = {self.traffic_port_address: "the host traffic port"}
+        for vm in self.vms:
+            key = f"{where}: vm {vm.name}"
+            _check_name(vm.name, f"{key}: name")
+            if vm.name in names:
+                raise ConfigError(f"{key}: duplicate name")
+            names.add(vm.name)
+            if not 1 <= vm.vcpus <= 16:
+                raise ConfigError(f"{key}: vcpus {vm.vcpus} must be between 1 and 16")
+            if vm.memory < 256:
+                raise ConfigError(f"{key}: memory {vm.memory} MiB is below 256 MiB")
+            if len(vm.nics) != 1:
+                raise ConfigError(f"{key}: nics: exactly one NIC per VM is supported (got {len(vm.nics)})")
+            for i, nic in enumerate(vm.nics):
+                if not 1 <= nic.queues <= vm.vcpus:
+                    raise ConfigError(f"{key}: nics[{i}].queues {nic.queues} must be between 1 and vcpus "
+                                      f"({vm.vcpus}): the guest uses one queue pair per vCPU at most")
+                if nic.speed <= 0:
+                    raise ConfigError(f"{key}: nics[{i}].speed {nic.speed} must be a positive Mbit/s")
+            address = self.underlay_of(vm)
+            _check_host(address, underlay, f"{key}: underlay-address", self.fabric.underlay)
+            if address in addresses:
+                raise ConfigError(f"{key}: underlay address {address} is already {addresses[address]}")
+            addresses[address] = f"vm {vm.name}'s"
+            for c in vm.containers:
+                ckey = f"{where}: vm {vm.name} container {c.name}"
+                _check_name(c.name, f"{ckey}: name")
+                if c.name in names:
+                    raise ConfigError(f"{ckey}: duplicate name (VM and container names share one namespace)")
+                names.add(c.name)
+                if c.overlay not in overlays:
+                    raise ConfigError(f"{ckey}: overlay {c.overlay!r} is not defined (defined: "
+                                      f"{', '.join(overlays) or 'none'})")
+                _check_host(c.address, overlays[c.overlay], f"{ckey}: address", self.overlay(c.overlay).subnet)
+                if c.address in addresses:
+                    raise ConfigError(f"{ckey}: address {c.address} is already {addresses[c.address]}")
+                addresses[c.address] = f"container {c.name}'s"
+                if not c.command:
+                    raise ConfigError(f"{ckey}: command is empty")
+        return self
+
+
+def _check_name(name: str, where: str) -> None:
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise ConfigError(f"{where} {name!r}: use 1-15 lower-case letters, digits and '-', starting with a letter")
+
+
+def _check_host(address: str, net: ipaddress.IPv4Network, where: str, subnet: str) -> None:
+    try:
+        ip = ipaddress.IPv4Address(address)
+    except ValueError:
+        raise ConfigError(f"{where} {address!r} is not an IPv4 address") from None
+    if ip not in net:
+        raise ConfigError(f"{where} {address} is outside its subnet {subnet}")
+    if ip in (net.network_address, net.broadcast_address):
+        raise ConfigError(f"{where} {address} is the network or broadcast address of {subnet}")
+
+
+# --- TOML ----------------------------------------------------------------------------
+
+_TOP = {"name", "fabric", "overlay", "vm"}
+_FABRIC = {"underlay", "mtu"}
+_OVERLAY = {"name", "vni", "subnet", "mtu"}
+_VM = {"name", "vcpus", "memory", "nics", "container", "underlay-address"}
+_NIC = {"queues", "speed"}
+_CONTAINER = {"name", "overlay", "address", "command"}
+
+
+def _table(value, where: str) -> dict:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: must be a table")
+    return value
+
+
+def _keys(table: dict, allowed: set[str], where: str) -> dict:
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key {unknown[0]!r} (allowed: {', '.join(sorted(allowed))})")
+    return table
+
+
+def _typed(table: dict, key: str, kind: type, where: str, default=None):
+    if key not in table:
+        if default is None:
+            raise ConfigError(f"{where}: missing key {key!r}")
+        return default
+    value = table[key]
+    if kind is int and isinstance(value, bool) or not isinstance(value, kind):
+        raise ConfigError(f"{where}: {key!r} must be {kind.__name__}, not {type(value).__name__}")
+    return value
+
+
+def from_dict(data: dict, origin: str) -> Topology:
+    _keys(data, _TOP, origin)
+    fabric_t = _keys(_table(data.get("fabric", {}), f"{origin}: [fabric]"), _FABRIC, f"{origin}: [fabric]")
+    fabric = Fabric(underlay=_typed(fabric_t, "underlay", str, f"{origin}: [fabric]", Fabric.underlay),
+                    mtu=_typed(fabric_t, "mtu", int, f"{origin}: [fabric]", Fabric.mtu))
+    overlays = []
+    for i, raw in enumerate(_typed(data, "overlay", list, origin, [])):
+        where = f"{origin}: [[overlay]] #{i + 1}"
+        t = _keys(_table(raw, where), _OVERLAY, where)
+        overlays.append(Overlay(name=_typed(t, "name", str, where), vni=_typed(t, "vni", int, where),
+                                subnet=_typed(t, "subnet", str, where), mtu=_typed(t, "mtu", int, where, 1450)))
+    vms = []
+    for i, raw in enumerate(_typed(data, "vm", list, origin, [])):
+        where = f"{origin}: [[vm]] #{i + 1}"
+        t = _table(raw, where)
+        name = _typed(t, "name", str, where)
+        where = f"{origin}: vm {name}"
+        _keys(t, _VM, where)
+        nics = []
+        for j, nic_raw in enumerate(_typed(t, "nics", list, where, [{}])):
+            nwhere = f"{where}: nics[{j}]"
+            n = _keys(_table(nic_raw, nwhere), _NIC, nwhere)
+            nics.append(Nic(queues=_typed(n, "queues", int, nwhere, 2), speed=_typed(n, "speed", int, nwhere, 100_000)))
+        containers = []
+        for j, c_raw in enumerate(_typed(t, "container", list, where, [])):
+            cwhere = f"{where}: [[vm.container]] #{j + 1}"
+            c = _keys(_table(c_raw, cwhere), _CONTAINER, cwhere)
+            command = _typed(c, "command", list, cwhere, ["sleep", "infinity"])
+            if not all(isinstance(part, str) for part in command):
+                raise ConfigError(f"{cwhere}: 'command' must be a list of strings")
+            containers.append(Container(name=_typed(c, "name", str, cwhere), overlay=_typed(c, "overlay", str, cwhere),
+                                        address=_typed(c, "address", str, cwhere), command=tuple(command)))
+        vms.append(Vm(name=name, vcpus=_typed(t, "vcpus", int, where, 2), memory=_typed(t, "memory", int, where, 512),
+                      nics=tuple(nics), containers=tuple(containers),
+                      underlay_address=_typed(t, "underlay-address", str, where) if "underlay-address" in t else None))
+    return Topology(name=_typed(data, "name", str, origin), vms=tuple(vms), overlays=tuple(overlays),
+                    fabric=fabric, origin=origin)
+
+
+def load(name_or_path: str | Path) -> Topology:
+    """A topology by file path, or by name from cases/topologies/."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = TOPOLOGY_DIR / f"{name_or_path}.toml"
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        known = ", ".join(sorted(p.stem for p in TOPOLOGY_DIR.glob("*.toml")))
+        raise ConfigError(f"topology {name_or_path}: {path} does not exist (shipped: {known})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return from_dict(data, str(path)).validate()
