@@ -184,7 +184,7 @@ from testbed.deployment import Deployment
 from testbed.image import build_image, load_spec
 from testbed.kernel import prebuilt
 sys.path.insert(0, {cases!r})
-from test_topology import ONE_VM
+from test_topologies import ONE_VM
 d = Deployment(ONE_VM, prebuilt(Path({bzimage!r})), build_image(load_spec()), AccelChoice("tcg", False, "test"))
 d.up()
 print("READY", d.run_id, flush=True)
