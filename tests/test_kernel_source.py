@@ -111,3 +111,32 @@ def test_variant_whose_patch_fails_leaves_no_cache_entry(cache, tarball, tmp_pat
     assert store.lookup(spec.key) is None
     assert not store.entries()
     assert not (cache / "work" / "kernel-slot").exists()  # the scratch tree is gone too
+
+
+def test_url_source_is_fetched_once_and_checked(cache, tarball):
+    from testbed.cache import sha256_file
+    from testbed.kernel_source import fetch_tarball
+
+    good = kernel_spec.KernelSource("pinned", url=tarball.as_uri(), sha256=sha256_file(tarball))
+    fetched = fetch_tarball(good, Step("test"))
+    assert fetched.read_bytes() == tarball.read_bytes()
+    assert fetched.name.endswith(".tar.xz") and fetched.parent == cache / "downloads"
+    tarball.unlink()  # a second call must not fetch again
+    assert fetch_tarball(good, Step("test")) == fetched
+
+
+def test_url_source_with_wrong_sha256_is_refused_and_not_kept(cache, tarball):
+    from testbed.kernel_source import fetch_tarball
+
+    bad = kernel_spec.KernelSource("pinned", url=tarball.as_uri(), sha256="0" * 64)
+    with pytest.raises(KernelBuildError, match=r"kernel source pinned: file://.* has sha256 [0-9a-f]{64}, pinned 0{64}"):
+        fetch_tarball(bad, Step("test"))
+    assert [p.name for p in (cache / "downloads").iterdir() if not p.name.endswith(".lock")] == []
+
+
+def test_unreachable_url_is_a_one_line_error(cache, tmp_path):
+    from testbed.kernel_source import fetch_tarball
+
+    missing = kernel_spec.KernelSource("pinned", url=(tmp_path / "nope.tar.xz").as_uri(), sha256="1" * 64)
+    with pytest.raises(KernelBuildError, match=r"kernel source pinned: cannot fetch file://"):
+        fetch_tarball(missing, Step("test"))
