@@ -20,12 +20,12 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from testbed import accel as accel_mod  # noqa: E402
-from testbed import topology as topology_mod  # noqa: E402
-from testbed.deployment import Deployment  # noqa: E402
-from testbed.image import build_image, load_spec  # noqa: E402
-from testbed.kernel import obtain  # noqa: E402
-from testbed.progress import console  # noqa: E402
+from testbed import accel as accel_mod
+from testbed import topology as topology_mod
+from testbed.deployment import Deployment
+from testbed.image import build_image, load_spec
+from testbed.kernel import obtain
+from testbed.progress import console
 
 
 def one_run(topo, kernel, image, choice) -> dict:
