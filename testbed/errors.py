@@ -39,3 +39,7 @@ class GuestCommandTimeout(GuestCommandError):
 
 class FabricError(TestbedError):
     """The host-side network namespace, bridge or taps could not be set up."""
+
+
+class VerdictError(TestbedError):
+    """Probe records or latency samples cannot give a verdict: empty, inconsistent, out of range."""
