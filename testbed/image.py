@@ -15,10 +15,10 @@ import shutil
 import subprocess
 import tempfile
 import time
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import tomlconf
 from .cache import CacheEntry, Store, cache_root, file_lock, sha256_bytes, sha256_file, work_root
 from .errors import ConfigError, ImageBuildError
 from .progress import CommandFailed, Step, console, print_tail
@@ -69,15 +69,7 @@ _KEYS = {"suite", "variant", "packages", "exclude", "include", "slack-mib", "mir
 
 def load_spec(name: str = "base", images_dir: Path = IMAGES_DIR) -> ImageSpec:
     path = images_dir / f"{name}.toml"
-    try:
-        data = tomllib.loads(path.read_text())
-    except OSError as exc:
-        raise ConfigError(f"image {name}: cannot read {path}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    unknown = sorted(set(data) - _KEYS)
-    if unknown:
-        raise ConfigError(f"{path}: unknown key {unknown[0]!r} (allowed: {', '.join(sorted(_KEYS))})")
+    data = tomlconf.check_keys(tomlconf.read(path, f"image {name}"), _KEYS, str(path))
     packages = data.get("packages")
     if not isinstance(packages, list) or not packages or not all(isinstance(p, str) and p for p in packages):
         raise ConfigError(f"{path}: 'packages' must be a non-empty list of package names")

@@ -11,10 +11,10 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import tomlconf
 from .cache import sha256_bytes, sha256_file, sha256_file_memo
 from .errors import ConfigError
 
@@ -98,40 +98,18 @@ class KernelCatalog:
         return self.variants[name]
 
 
-def _expect(table: dict, key: str, kind: type, origin: str, required: bool = True):
-    if key not in table:
-        if required:
-            raise ConfigError(f"{origin}: missing key {key!r}")
-        return None
-    value = table[key]
-    if not isinstance(value, kind):
-        raise ConfigError(f"{origin}: {key!r} must be a {kind.__name__}, not {type(value).__name__}")
-    return value
-
-
-def _check_keys(table: dict, allowed: set[str], origin: str) -> None:
-    unknown = sorted(set(table) - allowed)
-    if unknown:
-        raise ConfigError(f"{origin}: unknown key {unknown[0]!r} (allowed: {', '.join(sorted(allowed))})")
-
-
 def load_catalog(config_dir: Path = KERNEL_CONFIG_DIR) -> KernelCatalog:
     path = config_dir / "kernel.toml"
-    try:
-        data = tomllib.loads(path.read_text())
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    _check_keys(data, {"default-source", "sources", "variants"}, str(path))
+    data = tomlconf.read(path, "kernel catalog")
+    tomlconf.check_keys(data, {"default-source", "sources", "variants"}, str(path))
 
     sources = {}
-    for name, table in _expect(data, "sources", dict, str(path)).items():
+    for name, table in tomlconf.typed(data, "sources", dict, str(path)).items():
         origin = f"{path} [sources.{name}]"
-        _check_keys(table, {"tarball", "url", "sha256", "package"}, origin)
-        tarball = _expect(table, "tarball", str, origin, required=False)
-        url = _expect(table, "url", str, origin, required=False)
-        sha = _expect(table, "sha256", str, origin, required=False)
+        tomlconf.check_keys(table, {"tarball", "url", "sha256", "package"}, origin)
+        tarball = tomlconf.typed(table, "tarball", str, origin, None)
+        url = tomlconf.typed(table, "url", str, origin, None)
+        sha = tomlconf.typed(table, "sha256", str, origin, None)
         if (tarball is None) == (url is None):
             raise ConfigError(f"{origin}: give exactly one of 'tarball' or 'url'")
         if url is not None and (sha is None or not _SHA256.match(sha)):
@@ -140,29 +118,29 @@ def load_catalog(config_dir: Path = KERNEL_CONFIG_DIR) -> KernelCatalog:
             name=name,
             tarball=(config_dir / tarball) if tarball else None,
             url=url, sha256=sha,
-            package=_expect(table, "package", str, origin, required=False),
+            package=tomlconf.typed(table, "package", str, origin, None),
         )
 
     variants = {}
-    for name, table in _expect(data, "variants", dict, str(path)).items():
+    for name, table in tomlconf.typed(data, "variants", dict, str(path)).items():
         origin = f"{path} [variants.{name}]"
-        _check_keys(table, {"base", "fragments", "patches", "localversion"}, origin)
-        base = _expect(table, "base", str, origin)
+        tomlconf.check_keys(table, {"base", "fragments", "patches", "localversion"}, origin)
+        base = tomlconf.typed(table, "base", str, origin)
         if base not in BASE_CONFIGS:
             raise ConfigError(f"{origin}: base {base!r} must be one of {', '.join(BASE_CONFIGS)}")
         fragments = []
-        for frag in _expect(table, "fragments", list, origin):
+        for frag in tomlconf.typed(table, "fragments", list, origin):
             frag_path = config_dir / str(frag)
             if not frag_path.is_file():
                 raise ConfigError(f"{origin}: fragment {frag} does not exist")
             fragments.append(frag_path)
-        patches = _expect(table, "patches", str, origin, required=False)
-        localversion = _expect(table, "localversion", str, origin, required=False) or f"-{name}"
+        patches = tomlconf.typed(table, "patches", str, origin, None)
+        localversion = tomlconf.typed(table, "localversion", str, origin, None) or f"-{name}"
         if not re.fullmatch(r"-[A-Za-z0-9._-]+", localversion):
             raise ConfigError(f"{origin}: localversion {localversion!r} must look like '-name'")
         variants[name] = Variant(name, base, tuple(fragments), (config_dir / patches) if patches else None, localversion)
 
-    default = _expect(data, "default-source", str, str(path))
+    default = tomlconf.typed(data, "default-source", str, str(path))
     if default not in sources:
         raise ConfigError(f"{path}: default-source {default!r} is not one of the [sources]")
     return KernelCatalog(default, sources, variants)

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import ipaddress
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import ConfigError
+from .tomlconf import check_keys, typed
+from .tomlconf import read as read_toml
+from .tomlconf import table as as_table
 
 TOPOLOGY_DIR = Path(__file__).resolve().parent.parent / "cases" / "topologies"
 VXLAN_OVERHEAD_V4 = 50  # outer Ethernet 14 + IPv4 20 + UDP 8 + VXLAN 8
@@ -215,66 +217,42 @@ _NIC = {"queues", "speed"}
 _CONTAINER = {"name", "overlay", "address", "command"}
 
 
-def _table(value, where: str) -> dict:
-    if not isinstance(value, dict):
-        raise ConfigError(f"{where}: must be a table")
-    return value
-
-
-def _keys(table: dict, allowed: set[str], where: str) -> dict:
-    unknown = sorted(set(table) - allowed)
-    if unknown:
-        raise ConfigError(f"{where}: unknown key {unknown[0]!r} (allowed: {', '.join(sorted(allowed))})")
-    return table
-
-
-def _typed(table: dict, key: str, kind: type, where: str, default=None):
-    if key not in table:
-        if default is None:
-            raise ConfigError(f"{where}: missing key {key!r}")
-        return default
-    value = table[key]
-    if kind is int and isinstance(value, bool) or not isinstance(value, kind):
-        raise ConfigError(f"{where}: {key!r} must be {kind.__name__}, not {type(value).__name__}")
-    return value
-
-
 def from_dict(data: dict, origin: str) -> Topology:
-    _keys(data, _TOP, origin)
-    fabric_t = _keys(_table(data.get("fabric", {}), f"{origin}: [fabric]"), _FABRIC, f"{origin}: [fabric]")
-    fabric = Fabric(underlay=_typed(fabric_t, "underlay", str, f"{origin}: [fabric]", Fabric.underlay),
-                    mtu=_typed(fabric_t, "mtu", int, f"{origin}: [fabric]", Fabric.mtu))
+    check_keys(data, _TOP, origin)
+    fabric_t = check_keys(as_table(data.get("fabric", {}), f"{origin}: [fabric]"), _FABRIC, f"{origin}: [fabric]")
+    fabric = Fabric(underlay=typed(fabric_t, "underlay", str, f"{origin}: [fabric]", Fabric.underlay),
+                    mtu=typed(fabric_t, "mtu", int, f"{origin}: [fabric]", Fabric.mtu))
     overlays = []
-    for i, raw in enumerate(_typed(data, "overlay", list, origin, [])):
+    for i, raw in enumerate(typed(data, "overlay", list, origin, [])):
         where = f"{origin}: [[overlay]] #{i + 1}"
-        t = _keys(_table(raw, where), _OVERLAY, where)
-        overlays.append(Overlay(name=_typed(t, "name", str, where), vni=_typed(t, "vni", int, where),
-                                subnet=_typed(t, "subnet", str, where), mtu=_typed(t, "mtu", int, where, 1450)))
+        t = check_keys(as_table(raw, where), _OVERLAY, where)
+        overlays.append(Overlay(name=typed(t, "name", str, where), vni=typed(t, "vni", int, where),
+                                subnet=typed(t, "subnet", str, where), mtu=typed(t, "mtu", int, where, 1450)))
     vms = []
-    for i, raw in enumerate(_typed(data, "vm", list, origin, [])):
+    for i, raw in enumerate(typed(data, "vm", list, origin, [])):
         where = f"{origin}: [[vm]] #{i + 1}"
-        t = _table(raw, where)
-        name = _typed(t, "name", str, where)
+        t = as_table(raw, where)
+        name = typed(t, "name", str, where)
         where = f"{origin}: vm {name}"
-        _keys(t, _VM, where)
+        check_keys(t, _VM, where)
         nics = []
-        for j, nic_raw in enumerate(_typed(t, "nics", list, where, [{}])):
+        for j, nic_raw in enumerate(typed(t, "nics", list, where, [{}])):
             nwhere = f"{where}: nics[{j}]"
-            n = _keys(_table(nic_raw, nwhere), _NIC, nwhere)
-            nics.append(Nic(queues=_typed(n, "queues", int, nwhere, 2), speed=_typed(n, "speed", int, nwhere, 100_000)))
+            n = check_keys(as_table(nic_raw, nwhere), _NIC, nwhere)
+            nics.append(Nic(queues=typed(n, "queues", int, nwhere, 2), speed=typed(n, "speed", int, nwhere, 100_000)))
         containers = []
-        for j, c_raw in enumerate(_typed(t, "container", list, where, [])):
+        for j, c_raw in enumerate(typed(t, "container", list, where, [])):
             cwhere = f"{where}: [[vm.container]] #{j + 1}"
-            c = _keys(_table(c_raw, cwhere), _CONTAINER, cwhere)
-            command = _typed(c, "command", list, cwhere, ["sleep", "infinity"])
+            c = check_keys(as_table(c_raw, cwhere), _CONTAINER, cwhere)
+            command = typed(c, "command", list, cwhere, ["sleep", "infinity"])
             if not all(isinstance(part, str) for part in command):
                 raise ConfigError(f"{cwhere}: 'command' must be a list of strings")
-            containers.append(Container(name=_typed(c, "name", str, cwhere), overlay=_typed(c, "overlay", str, cwhere),
-                                        address=_typed(c, "address", str, cwhere), command=tuple(command)))
-        vms.append(Vm(name=name, vcpus=_typed(t, "vcpus", int, where, 2), memory=_typed(t, "memory", int, where, 512),
+            containers.append(Container(name=typed(c, "name", str, cwhere), overlay=typed(c, "overlay", str, cwhere),
+                                        address=typed(c, "address", str, cwhere), command=tuple(command)))
+        vms.append(Vm(name=name, vcpus=typed(t, "vcpus", int, where, 2), memory=typed(t, "memory", int, where, 512),
                       nics=tuple(nics), containers=tuple(containers),
-                      underlay_address=_typed(t, "underlay-address", str, where) if "underlay-address" in t else None))
-    return Topology(name=_typed(data, "name", str, origin), vms=tuple(vms), overlays=tuple(overlays),
+                      underlay_address=typed(t, "underlay-address", str, where) if "underlay-address" in t else None))
+    return Topology(name=typed(data, "name", str, origin), vms=tuple(vms), overlays=tuple(overlays),
                     fabric=fabric, origin=origin)
 
 
@@ -283,11 +261,8 @@ def load(name_or_path: str | Path) -> Topology:
     path = Path(name_or_path)
     if not path.suffix:
         path = TOPOLOGY_DIR / f"{name_or_path}.toml"
-    try:
-        data = tomllib.loads(path.read_text())
-    except FileNotFoundError:
+    if not path.is_file():
         known = ", ".join(sorted(p.stem for p in TOPOLOGY_DIR.glob("*.toml")))
-        raise ConfigError(f"topology {name_or_path}: {path} does not exist (shipped: {known})") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        raise ConfigError(f"topology {name_or_path}: {path} does not exist (shipped: {known})")
+    data = read_toml(path, f"topology {name_or_path}")
     return from_dict(data, str(path)).validate()

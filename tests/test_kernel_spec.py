@@ -60,7 +60,7 @@ def test_catalog_defaults_localversion_to_variant_name(tmp_path):
     ('default-source = "x"\n[sources.x]\ntarball = "t"\nurl = "u"\n[variants]', "exactly one of 'tarball' or 'url'"),
     ('default-source = "y"\n[sources.x]\ntarball = "t"\n[variants]', "default-source 'y' is not one of"),
     ('default-source = "x"\n[sources.x]\ntarball = "t"\n[variants.v]\nbase = "tinyconfig"\nfragments = "base.config"',
-     "'fragments' must be a list"),
+     "'fragments' must be list"),
     ("this is not toml", "not valid TOML"),
 ])
 def test_catalog_errors_name_the_file_and_key(tmp_path, toml, message):

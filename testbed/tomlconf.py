@@ -1,0 +1,49 @@
+"""Reading the testbed's TOML data files, with errors that name file and key.
+
+kernel-config/, images/ and topologies are all data; one set of helpers
+gives them the same one-line messages for the same mistakes.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+from .errors import ConfigError
+
+REQUIRED = object()
+
+
+def read(path: Path, what: str) -> dict:
+    try:
+        return tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"{what}: cannot read {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+
+
+def check_keys(table: dict, allowed: set[str], where: str) -> dict:
+    """table itself, when it has no key outside allowed."""
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key {unknown[0]!r} (allowed: {', '.join(sorted(allowed))})")
+    return table
+
+
+def table(value: object, where: str) -> dict:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: must be a table")
+    return value
+
+
+def typed(table: dict, key: str, kind: type, where: str, default: object = REQUIRED):
+    """table[key] checked to be a kind (a bool is no int); default when absent."""
+    if key not in table:
+        if default is REQUIRED:
+            raise ConfigError(f"{where}: missing key {key!r}")
+        return default
+    value = table[key]
+    if (kind is int and isinstance(value, bool)) or not isinstance(value, kind):
+        raise ConfigError(f"{where}: {key!r} must be {kind.__name__}, not {type(value).__name__}")
+    return value
