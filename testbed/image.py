@@ -21,6 +21,7 @@ from pathlib import Path
 from . import tomlconf
 from .cache import CacheEntry, Store, cache_root, file_lock, sha256_bytes, sha256_file, work_root
 from .errors import ConfigError, ImageBuildError
+from .kernel_spec import toolchain_identity
 from .progress import CommandFailed, Step, console, print_tail
 
 IMAGES_DIR = Path(__file__).resolve().parent.parent / "images"
@@ -38,7 +39,11 @@ class ImageSpec:
     include: tuple[str, ...]
     slack_mib: int
     rootfs: Path
+    sources: Path | None = None  # C programs for the guest (images/src/*.c), built with the image
     mirror: str | None = None
+
+    def programs(self) -> list[Path]:
+        return sorted(self.sources.glob("*.c")) if self.sources and self.sources.is_dir() else []
 
     def overlay_files(self) -> list[Path]:
         if not self.rootfs.is_dir():
@@ -60,6 +65,8 @@ class ImageSpec:
             "slack": self.slack_mib,
             "overlay": [[str(p.relative_to(self.rootfs)), oct(p.stat().st_mode & 0o7777), sha256_file(p)]
                         for p in self.overlay_files()],
+            "programs": [[p.name, sha256_file(p)] for p in self.programs()],
+            "compiler": toolchain_identity() if self.programs() else None,
         }
         return f"{self.name}-{sha256_bytes(json.dumps(material, sort_keys=True).encode())[:24]}"
 
@@ -85,6 +92,7 @@ def load_spec(name: str = "base", images_dir: Path = IMAGES_DIR) -> ImageSpec:
         include=tuple(data.get("include", [])),
         slack_mib=slack,
         rootfs=images_dir / "rootfs",
+        sources=images_dir / "src",
         mirror=data.get("mirror"),
     )
 
@@ -164,6 +172,9 @@ def _build_into_store(spec: ImageSpec, key: str, store: Store) -> None:
             subprocess.run(["cp", "-a", str(tree), str(root)], check=True)
             shutil.copytree(spec.rootfs, root, dirs_exist_ok=True, symlinks=True)
             link_busybox_applets(root)
+            for source in spec.programs():
+                step.run(["gcc", "-O2", "-Wall", "-Wextra", "-Werror", "-o", str(root / "usr/local/bin" / source.stem),
+                          str(source)], log)
             packages = subprocess.run(
                 ["dpkg-query", f"--admindir={root}/var/lib/dpkg", "-W", "-f", "${Package}\t${Version}\n"],
                 capture_output=True, text=True, check=True).stdout
