@@ -148,24 +148,32 @@ def main() -> int:
     args = parser.parse_args()
 
     figures: dict = {}
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+
+    def keep(key: str, value) -> None:
+        """Record a figure as soon as it is measured, so a long run that dies keeps the rest."""
+        figures[key] = value
+        console.print(f"{key}: {json.dumps(value, default=str)}")
+        args.output.write_text(json.dumps(figures, indent=2, default=str) + "\n")
+
     kernel = obtain("vanilla")
     image = build_image(load_spec())
-    figures["kernel_build_recorded_s"] = kernel.metadata.get("build_seconds")
-    figures["kernel_cache_hit_s"], _ = median_of(5, obtain, "vanilla")
-    figures["image_cache_hit_s"], _ = median_of(5, lambda: build_image(load_spec()))
+    keep("kernel_build_recorded_s", kernel.metadata.get("build_seconds"))
+    keep("kernel_cache_hit_s", median_of(5, obtain, "vanilla")[0])
+    keep("image_cache_hit_s", median_of(5, lambda: build_image(load_spec()))[0])
     choice = accel_mod.choose("auto", kernel.bzimage)
-    figures["accel"] = choice.as_dict()
+    keep("accel", choice.as_dict())
     samples = boot_samples(args.boots, kernel, image, choice)
-    figures["boot_to_first_command_median_s"] = statistics.median(samples)
-    figures["boot_samples_s"] = [round(s, 2) for s in samples]
+    keep("boot_samples_s", [round(s, 2) for s in samples])
+    keep("boot_to_first_command_median_s", statistics.median(samples))
     if args.anchor:
-        figures["virtme_ng"] = vng_anchor(args.boots, kernel)
+        keep("virtme_ng", vng_anchor(args.boots, kernel))
     if args.tree:
-        figures["local_tree"] = tree_rebuild()
+        keep("local_tree", tree_rebuild())
     if args.cold:
         with scratch_cache():
-            figures["kernel_cold_build_s"], _ = timed(obtain, "vanilla")
-            figures["image_cold_build_s"], _ = timed(lambda: build_image(load_spec()))
+            keep("kernel_cold_build_s", timed(obtain, "vanilla")[0])
+            keep("image_cold_build_s", timed(lambda: build_image(load_spec()))[0])
 
     table = Table(title=f"foundation benchmark ({choice.accel}, vhost {'on' if choice.vhost else 'off'})")
     table.add_column("figure")
@@ -177,8 +185,6 @@ def main() -> int:
             value = json.dumps(value)
         table.add_row(key, str(value))
     console.print(table)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(figures, indent=2, default=str) + "\n")
     console.print(f"written to {args.output}")
     return 0
 
