@@ -19,8 +19,8 @@ def netns():
     try:
         subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
         subprocess.run(["ip", "-n", name, "addr", "add", "10.199.0.1/32", "dev", "lo"], check=True)
-        subprocess.run(["ip", "-n", name, "link", "add", "d0", "address", "02:00:00:00:be:ef", "type", "veth", "peer", "name", "d1"],
-                       check=True)
+        subprocess.run(["ip", "-n", name, "link", "add", "d0", "address", "02:00:00:00:be:ef",
+                        "type", "veth", "peer", "name", "d1"], check=True)
         yield name
     finally:
         subprocess.run(["ip", "netns", "del", name], check=False)
