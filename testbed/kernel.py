@@ -105,11 +105,16 @@ def configure(step: Step, tree: Path, build: Path | None, base: str | None,
     return final
 
 
-def compile_kernel(step: Step, tree: Path, build: Path | None, log: Path) -> tuple[Path, str]:
+def compile_kernel(step: Step, tree: Path, build: Path | None, log: Path,
+                   localversion: str | None = None) -> tuple[Path, str]:
+    """Build the bzImage; localversion goes to make, not .config (see below)."""
+    # Given as make's LOCALVERSION it reaches only utsrelease.h, so two variants
+    # with the same options share one autoconf.h and every ccache entry.
+    extra = [f"LOCALVERSION={localversion}"] if localversion else []
     with step.phase("compile"):
-        step.run([*_make(tree, build, f"-j{jobs()}", "bzImage")], log, env=_compiler_env())
+        step.run([*_make(tree, build, f"-j{jobs()}", *extra, "bzImage")], log, env=_compiler_env())
     out = build or tree
-    release = subprocess.run(_make(tree, build, "-s", "kernelrelease"), capture_output=True, text=True,
+    release = subprocess.run(_make(tree, build, "-s", *extra, "kernelrelease"), capture_output=True, text=True,
                              check=True).stdout.strip()
     return out / "arch/x86/boot/bzImage", release
 
@@ -148,12 +153,14 @@ def _build_into_store(spec: BuildSpec, store: Store) -> None:
             tree = patched_tree(pristine, spec.variant.patches(), slot / "src", step)
             build = slot / "build"
             build.mkdir()
-            localversion = slot / "localversion.config"
-            localversion.write_text(spec.variant.localversion_fragment())
+            no_auto = slot / "localversion.config"
+            no_auto.write_text(spec.variant.localversion_fragment())
             fragments = [(f"kernel-config/{p.name}", p) for p in spec.variant.fragments]
-            fragments.append((f"variant {spec.variant.name} localversion", localversion))
+            fragments.append(("the testbed's localversion settings", no_auto))
             configure(step, tree, build, spec.variant.base, fragments, log)
-            bzimage, release = compile_kernel(step, tree, build, log)
+            bzimage, release = compile_kernel(step, tree, build, log, spec.variant.localversion)
+            if not release.endswith(spec.variant.localversion):
+                raise KernelBuildError(f"kernel {spec.variant.name}: release {release} lacks {spec.variant.localversion}")
             with store.staging(spec.key) as stage:
                 shutil.copy2(bzimage, stage / "bzImage")
                 shutil.copy2(build / ".config", stage / "config")

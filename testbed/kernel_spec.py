@@ -19,7 +19,7 @@ from .cache import sha256_bytes, sha256_file, sha256_file_memo
 from .errors import ConfigError
 
 # Bump when the build procedure changes in a way that changes its output.
-BUILDER_VERSION = 1
+BUILDER_VERSION = 2  # 2: localversion through make, not .config
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 KERNEL_CONFIG_DIR = REPO_ROOT / "kernel-config"
@@ -75,7 +75,8 @@ class Variant:
         return patches
 
     def localversion_fragment(self) -> str:
-        return f'CONFIG_LOCALVERSION="{self.localversion}"\n# CONFIG_LOCALVERSION_AUTO is not set\n'
+        """No scm suffix, no config suffix: the release is VERSION + make's LOCALVERSION."""
+        return 'CONFIG_LOCALVERSION=""\n# CONFIG_LOCALVERSION_AUTO is not set\n'
 
 
 @dataclass(frozen=True)
