@@ -20,7 +20,15 @@ from .fabric import Fabric, new_run_id, runtime_dir
 from .image import GuestImage
 from .kernel import Kernel
 from .machine import Machine
-from .overlay import ContainerHandle, container_start_script, guest_network_script, host_overlay_address, remote_macs, vteps
+from .overlay import (
+    ContainerHandle,
+    container_start_script,
+    guest_network_script,
+    host_overlay_address,
+    host_overlay_mac,
+    remote_macs,
+    vteps,
+)
 from .qemu_cmd import MachineSpec, NicSpec
 from .topology import Topology
 
@@ -70,7 +78,8 @@ class Deployment:
             peers = [addr for name, addr in vteps(t, overlay.name).items() if name != "host"]
             prefix = int(overlay.subnet.split("/")[1])
             self.fabric.add_vtep(overlay.vni, t.traffic_port_address, host_overlay_address(t, overlay.name), prefix,
-                                 overlay.mtu, peers, remote_macs(t, overlay.name, "host"))
+                                 overlay.mtu, host_overlay_mac(t, overlay.name), peers,
+                                 remote_macs(t, overlay.name, "host"))
         for index, vm in enumerate(t.vms):
             nics = tuple(NicSpec(tap=self.fabric.add_tap(nic.queues), mac=f"52:54:00:00:{index:02x}:{n:02x}",
                                  queues=nic.queues, speed_mbps=nic.speed, vhost=self.accel.vhost)
@@ -116,6 +125,10 @@ class Deployment:
         if name not in self.containers:
             raise KeyError(f"topology {self.topology.name}: no container {name!r} (has {', '.join(self.containers)})")
         return self.containers[name]
+
+    def nic_mac(self, vm: str) -> str:
+        """The MAC address of a VM's first NIC (its eth0)."""
+        return self.vm(vm).spec.nics[0].mac
 
     def host_run(self, argv: Sequence[str], timeout: float = 30.0) -> subprocess.CompletedProcess:
         """Run a host-side tool inside the run's fabric namespace."""

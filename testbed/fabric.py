@@ -114,7 +114,7 @@ class Fabric:
         ip("link", "set", TRAFFIC_PORT, "up", netns=self.netns)
         return TRAFFIC_PORT
 
-    def add_vtep(self, vni: int, local: str, overlay_address: str, prefix: int, mtu: int,
+    def add_vtep(self, vni: int, local: str, overlay_address: str, prefix: int, mtu: int, mac: str,
                  peers: list[str], remote_macs: list[tuple[str, str]]) -> str:
         """The host's VXLAN endpoint on the traffic port: vxlan + bridge + address.
 
@@ -124,7 +124,7 @@ class Fabric:
         vx, br = f"vx{vni}", f"ob{vni}"
         ip("link", "add", vx, "mtu", str(mtu), "type", "vxlan", "id", str(vni), "local", local, "dstport", "4789",
            "nolearning", "dev", TRAFFIC_PORT, netns=self.netns)
-        ip("link", "add", br, "mtu", str(mtu), "type", "bridge", netns=self.netns)
+        ip("link", "add", br, "mtu", str(mtu), "address", mac, "type", "bridge", netns=self.netns)
         ip("link", "set", vx, "master", br, "up", netns=self.netns)
         ip("addr", "add", f"{overlay_address}/{prefix}", "dev", br, netns=self.netns)
         ip("link", "set", br, "up", netns=self.netns)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import shlex
 from dataclasses import dataclass
 
 from .guest_agent import CommandResult
@@ -56,10 +57,22 @@ def host_overlay_address(topology: Topology, overlay_name: str) -> str:
     return str(ipaddress.IPv4Network(topology.overlay(overlay_name).subnet).network_address + 1)
 
 
+def docker_mac(address: str) -> str:
+    """Docker's scheme: 02:42 and the IPv4 address, so FDB entries can be static."""
+    return "02:42:" + ":".join(f"{b:02x}" for b in ipaddress.IPv4Address(address).packed)
+
+
+def host_overlay_mac(topology: Topology, overlay_name: str) -> str:
+    return docker_mac(host_overlay_address(topology, overlay_name))
+
+
 def remote_macs(topology: Topology, overlay_name: str, here: str) -> list[tuple[str, str]]:
-    """(container MAC, its VTEP) for every container of the overlay not on `here`."""
-    return [(c.mac, topology.underlay_of(vm)) for vm, c in topology.containers()
+    """(MAC, its VTEP) for every endpoint of the overlay not on `here`: containers, and the host."""
+    macs = [(c.mac, topology.underlay_of(vm)) for vm, c in topology.containers()
             if c.overlay == overlay_name and vm.name != here]
+    if here != "host":
+        macs.append((host_overlay_mac(topology, overlay_name), topology.traffic_port_address))
+    return macs
 
 
 def guest_network_script(topology: Topology, vm: Vm) -> str:
@@ -173,6 +186,17 @@ class ContainerHandle:
         result = self.machine.run(argv, timeout=timeout)
         result = CommandResult(command, result.exit_code, result.stdout, result.stderr, result.seconds)
         return result.check() if check else result
+
+    def spawn(self, command: str) -> None:
+        """Start command (a shell line) in the container and leave it running.
+
+        Its output goes to /tmp/<first word>.log inside the container: the
+        agent's pipes must not stay open, or the agent's exec never ends.
+        """
+        log = f"/tmp/{command.split()[0].rsplit('/', 1)[-1]}.log"
+        inner = f"exec {command} </dev/null >{log} 2>&1"
+        self.machine.run(f"crun exec --detach {self.name} /bin/sh -c {shlex.quote(inner)} </dev/null >/dev/null 2>&1",
+                         check=True)
 
     def pid(self) -> int:
         """The PID (in the guest) of the container's first process."""

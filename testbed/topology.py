@@ -39,8 +39,7 @@ class Container:
     @property
     def mac(self) -> str:
         """Docker's scheme: 02:42 and the IPv4 address, so FDB entries are static."""
-        octets = ipaddress.IPv4Address(self.address).packed
-        return "02:42:" + ":".join(f"{b:02x}" for b in octets)
+        return "02:42:" + ":".join(f"{b:02x}" for b in ipaddress.IPv4Address(self.address).packed)
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,8 @@ def test_server_script_lays_out_underlay_vxlan_bridge_and_container_netns():
     assert sorted(f.split()[-1] for f in floods) == ["192.168.77.11", "192.168.77.2"]
     # static entries for the remote containers only
     statics = {line.split()[3]: line.split()[-1] for line in script if line.startswith("bridge fdb add")}
-    assert statics == {"02:42:0a:2a:00:0b": "192.168.77.11", "02:42:0a:2a:00:0c": "192.168.77.11"}
+    assert statics == {"02:42:0a:2a:00:0b": "192.168.77.11", "02:42:0a:2a:00:0c": "192.168.77.11",
+                       "02:42:0a:2a:00:01": "192.168.77.2"}  # and the host's overlay endpoint
     for name, mac, address in (("s1", "02:42:0a:2a:00:15", "10.42.0.21"), ("s2", "02:42:0a:2a:00:16", "10.42.0.22")):
         assert f"ip netns add {name}" in script
         assert f"ip link set v-{name} master ob42 up" in script

@@ -1,0 +1,226 @@
+"""Priority probes from the host traffic port, timed by the kernel.
+
+Probes are built with scapy once per flow (outer Ether/IPv4/UDP/VXLAN, inner
+Ether/IP/UDP, payload from testbed.probe) and then sent as prepared bytes on
+a packet socket, changing only the payload per probe: scapy is far too slow
+to build a frame per probe and still keep a schedule. Replies are read from
+a second packet socket on the traffic port with the kernel's receive
+timestamp (SO_TIMESTAMPNS), not with Python's clock after the fact; the send
+time is taken just before the send call, and how late each probe left
+against its schedule is recorded too.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+import threading
+import time
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from scapy.layers.inet import IP, UDP
+from scapy.layers.l2 import Ether
+from scapy.layers.vxlan import VXLAN
+from scapy.packet import Raw
+
+from . import probe
+from .errors import VerdictError
+from .netns import interface_mac, socket_in
+from .overlay import host_overlay_address, host_overlay_mac
+from .topology import VXLAN_PORT
+from .verdict import ProbeRecord, RunResults
+
+ETH_P_IP = 0x0800
+PACKET_OUTGOING = 4
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
+SPIN_NS = 300_000  # sleep until this close to a probe's time, then spin
+
+
+@dataclass(frozen=True)
+class ProbeFlow:
+    """A stream of probes from the host to a container's reflector."""
+
+    name: str
+    dst: str  # container name
+    flow_id: int
+    rate: float = 200.0  # probes per second
+    count: int = 1000
+    size: int = 200  # payload bytes
+    dport: int = 7007
+    sport: int | None = None  # default 40000 + flow_id
+    dscp: int = 0
+    start: float = 0.0  # seconds after the session starts
+
+    def __post_init__(self) -> None:
+        if not 0 < self.rate <= 20_000:
+            raise ValueError(f"flow {self.name}: rate {self.rate} must be in (0, 20000] probes/s")
+        if self.count <= 0 or not 0 <= self.dscp < 64:
+            raise ValueError(f"flow {self.name}: count must be positive and dscp 0-63")
+
+    @property
+    def source_port(self) -> int:
+        return self.sport if self.sport is not None else 40000 + self.flow_id
+
+
+@dataclass
+class ProbeRun:
+    """What a probe session saw: one record per probe, and send lateness."""
+
+    records: list[ProbeRecord]
+    lateness_ns: dict[str, list[int]] = field(default_factory=dict)
+    foreign: int = 0  # frames on the port that were not replies to our probes
+
+    def results(self) -> RunResults:
+        return RunResults.from_records(self.records)
+
+
+def probe_template(deployment, flow: ProbeFlow) -> bytes:
+    """The whole frame of one probe of flow, with a payload to be replaced."""
+    t = deployment.topology
+    container = deployment.container(flow.dst).container
+    vm = next(vm for vm, c in t.containers() if c.name == flow.dst)
+    overlay = t.overlay(container.overlay)
+    tos = flow.dscp << 2
+    # the outer source port carries the inner flow's entropy, as the kernel's VXLAN does
+    outer_sport = 49152 + zlib.crc32(f"{flow.source_port}:{flow.dport}:{container.address}".encode()) % 16384
+    frame = (
+        Ether(src=interface_mac(deployment.fabric.netns, "tp0"), dst=deployment.nic_mac(vm.name))
+        / IP(src=t.traffic_port_address, dst=t.underlay_of(vm), ttl=64, tos=tos, id=0, flags="DF")
+        / UDP(sport=outer_sport, dport=VXLAN_PORT, chksum=0)
+        / VXLAN(vni=overlay.vni, flags=0x08)
+        / Ether(src=host_overlay_mac(t, overlay.name), dst=container.mac)
+        / IP(src=host_overlay_address(t, overlay.name), dst=container.address, ttl=64, tos=tos, id=0, flags="DF")
+        / UDP(sport=flow.source_port, dport=flow.dport, chksum=0)
+        / Raw(bytes(flow.size))
+    )
+    return bytes(frame)
+
+
+def parse_reply(frame: bytes) -> bytes | None:
+    """The inner UDP payload of a VXLAN/IPv4/UDP frame, or None if it is not one."""
+    if len(frame) < 14 + 20 + 8 + 8 + 14 + 20 + 8 or frame[12:14] != b"\x08\x00":
+        return None
+    ihl = (frame[14] & 0x0F) * 4
+    if frame[14 + 9] != 17:
+        return None
+    udp = 14 + ihl
+    if struct.unpack_from("!H", frame, udp + 2)[0] != VXLAN_PORT:
+        return None
+    inner = udp + 8 + 8
+    if frame[inner + 12:inner + 14] != b"\x08\x00":
+        return None
+    inner_ip = inner + 14
+    if frame[inner_ip + 9] != 17:
+        return None
+    inner_udp = inner_ip + (frame[inner_ip] & 0x0F) * 4
+    length = struct.unpack_from("!H", frame, inner_udp + 4)[0]
+    return frame[inner_udp + 8:inner_udp + length]
+
+
+class HostProber:
+    """Sends flows of probes through the host's VXLAN endpoint and times the echoes."""
+
+    def __init__(self, deployment, flows: Sequence[ProbeFlow], grace: float = 2.0):
+        names = [f.name for f in flows]
+        ids = [f.flow_id for f in flows]
+        if len(set(names)) != len(names) or len(set(ids)) != len(ids):
+            raise ValueError("probe flows need distinct names and flow ids")
+        self.deployment = deployment
+        self.flows = list(flows)
+        self.grace = grace
+        self._by_id = {f.flow_id: f for f in flows}
+
+    def _sockets(self) -> tuple[socket.socket, socket.socket, list[socket.socket]]:
+        netns = self.deployment.fabric.netns
+        tx = socket_in(netns, socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_IP))
+        tx.bind(("tp0", ETH_P_IP))
+        rx = socket_in(netns, socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_IP))
+        rx.bind(("tp0", ETH_P_IP))
+        rx.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+        rx.settimeout(0.2)
+        # The host's own VXLAN endpoint decapsulates the replies too; a bound
+        # socket that is never read takes them, so no ICMP "port unreachable"
+        # goes back into the overlay.
+        sinks = []
+        for flow in self.flows:
+            sink = socket_in(netns, socket.AF_INET, socket.SOCK_DGRAM)
+            sink.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            overlay = self.deployment.container(flow.dst).container.overlay
+            sink.bind((host_overlay_address(self.deployment.topology, overlay), flow.source_port))
+            sinks.append(sink)
+        return tx, rx, sinks
+
+    def run(self) -> ProbeRun:
+        """Send every flow on its schedule; return a record for every probe."""
+        templates = {f.flow_id: probe_template(self.deployment, f) for f in self.flows}
+        schedule = sorted((f.start + i / f.rate, f.flow_id, i) for f in self.flows for i in range(f.count))
+        sent: dict[tuple[int, int], int] = {}
+        received: dict[tuple[int, int], tuple[int, bool, bool, int]] = {}
+        lateness: dict[str, list[int]] = {f.name: [] for f in self.flows}
+        tx, rx, sinks = self._sockets()
+        stop = threading.Event()
+        foreign = [0]
+        receiver = threading.Thread(target=self._receive, args=(rx, stop, received, foreign), name="prober-rx")
+        receiver.start()
+        try:
+            start_ns = time.time_ns() + 50_000_000
+            for offset, flow_id, seq in schedule:
+                due = start_ns + int(offset * 1e9)
+                while (now := time.time_ns()) < due - SPIN_NS:
+                    time.sleep((due - now - SPIN_NS) / 1e9)
+                while (now := time.time_ns()) < due:
+                    pass
+                flow = self._by_id[flow_id]
+                template = templates[flow_id]
+                payload = probe.encode(flow_id, seq, now, flow.size)
+                tx.send(template[:-flow.size] + payload)
+                sent[(flow_id, seq)] = now
+                lateness[flow.name].append(now - due)
+            time.sleep(self.grace)
+        finally:
+            stop.set()
+            receiver.join()
+            for s in (tx, rx, *sinks):
+                s.close()
+        records = []
+        for (flow_id, seq), sent_ns in sorted(sent.items()):
+            got = received.get((flow_id, seq))
+            name = self._by_id[flow_id].name
+            if got is None:
+                records.append(ProbeRecord(name, seq, sent_ns, None, True, True))
+            else:
+                rx_ns, length_ok, crc_ok, copies = got
+                records.append(ProbeRecord(name, seq, sent_ns, rx_ns, length_ok, crc_ok, copies - 1))
+        return ProbeRun(records, lateness, foreign[0])
+
+    def _receive(self, rx: socket.socket, stop: threading.Event, received: dict, foreign: list[int]) -> None:
+        while not stop.is_set():
+            try:
+                frame, ancillary, _flags, address = rx.recvmsg(65536, 64)
+            except TimeoutError:
+                continue
+            if address[2] == PACKET_OUTGOING:
+                continue
+            stamp = next((struct.unpack("qq", data[:16]) for level, kind, data in ancillary
+                          if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS), None)
+            rx_ns = stamp[0] * 1_000_000_000 + stamp[1] if stamp else time.time_ns()
+            payload = parse_reply(frame)
+            if payload is None:
+                foreign[0] += 1
+                continue
+            try:
+                got = probe.decode(payload)
+            except VerdictError:
+                foreign[0] += 1
+                continue
+            key = (got.flow, got.seq)
+            if got.flow not in self._by_id:
+                foreign[0] += 1
+            elif key in received:
+                first = received[key]
+                received[key] = (first[0], first[1], first[2], first[3] + 1)
+            else:
+                received[key] = (rx_ns, got.length_ok, got.crc_ok, 1)

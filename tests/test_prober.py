@@ -1,0 +1,47 @@
+"""The prober's frame handling, without a VM: templates and reply parsing."""
+
+from __future__ import annotations
+
+import pytest
+from scapy.layers.inet import IP, UDP
+from scapy.layers.l2 import Ether
+from scapy.layers.vxlan import VXLAN
+from scapy.packet import Raw
+
+from testbed import probe
+from testbed.prober import ProbeFlow, parse_reply
+
+
+def reply_frame(payload: bytes, outer_options: bytes = b"") -> bytes:
+    outer = IP(src="192.168.77.12", dst="192.168.77.2", options=outer_options) if outer_options else \
+        IP(src="192.168.77.12", dst="192.168.77.2")
+    return bytes(Ether() / outer / UDP(sport=55555, dport=4789) / VXLAN(vni=42)
+                 / Ether() / IP(src="10.42.0.21", dst="10.42.0.1") / UDP(sport=7007, dport=40001) / Raw(payload))
+
+
+def test_parse_reply_finds_the_inner_payload():
+    payload = probe.encode(1, 5, 123, 200)
+    assert parse_reply(reply_frame(payload)) == payload
+
+
+def test_parse_reply_handles_outer_ip_options():
+    payload = probe.encode(1, 5, 123, 64)
+    assert parse_reply(reply_frame(payload, outer_options=b"\x01\x01\x01\x00")) == payload
+
+
+@pytest.mark.parametrize("frame", [
+    bytes(Ether() / IP() / UDP(dport=53) / Raw(bytes(100))),             # not VXLAN
+    bytes(Ether() / IP(proto=6) / Raw(bytes(100))),                      # not UDP
+    bytes(Ether(type=0x86DD) / Raw(bytes(120))),                          # not IPv4
+    b"\x00" * 20,                                                         # runt
+])
+def test_parse_reply_ignores_other_frames(frame):
+    assert parse_reply(frame) is None
+
+
+def test_probe_flow_validation():
+    assert ProbeFlow("p", "s1", flow_id=3).source_port == 40003
+    with pytest.raises(ValueError, match="rate"):
+        ProbeFlow("p", "s1", flow_id=1, rate=0)
+    with pytest.raises(ValueError, match="dscp"):
+        ProbeFlow("p", "s1", flow_id=1, dscp=64)
