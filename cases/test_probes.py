@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from testbed.errors import VerdictError
 from testbed.latency import summarize
 from testbed.prober import HostProber, ProbeFlow
 from testbed.verdict import assert_intact
@@ -35,3 +36,9 @@ def test_unloaded_probes_all_return_intact_with_kernel_timestamps(reflectors):
         assert 20 < summary.p50 < 500_000, summary.to_dict()
         assert len(run.lateness_ns[flow.name]) == flow.count
         assert min(run.lateness_ns[flow.name]) >= 0  # never sent before its time
+
+
+def test_a_flow_to_a_port_without_reflector_fails_clearly(reflectors):
+    flow = ProbeFlow("nobody", "s2", flow_id=9, dport=7999, count=10)
+    with pytest.raises(VerdictError, match=r"probe flow nobody: no echo from s2 port 7999 within 2s"):
+        HostProber(reflectors, [flow], warmup_timeout=2).run()

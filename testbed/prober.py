@@ -36,6 +36,7 @@ ETH_P_IP = 0x0800
 PACKET_OUTGOING = 4
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
 SPIN_NS = 300_000  # sleep until this close to a probe's time, then spin
+WARMUP_FLOW = 0xFFFF  # flow id of the probes that check a path before a run
 
 
 @dataclass(frozen=True)
@@ -122,7 +123,7 @@ def parse_reply(frame: bytes) -> bytes | None:
 class HostProber:
     """Sends flows of probes through the host's VXLAN endpoint and times the echoes."""
 
-    def __init__(self, deployment, flows: Sequence[ProbeFlow], grace: float = 2.0):
+    def __init__(self, deployment, flows: Sequence[ProbeFlow], grace: float = 2.0, warmup_timeout: float = 15.0):
         names = [f.name for f in flows]
         ids = [f.flow_id for f in flows]
         if len(set(names)) != len(names) or len(set(ids)) != len(ids):
@@ -130,7 +131,11 @@ class HostProber:
         self.deployment = deployment
         self.flows = list(flows)
         self.grace = grace
+        self.warmup_timeout = warmup_timeout
+        if WARMUP_FLOW in ids:
+            raise ValueError(f"flow id {WARMUP_FLOW} is reserved for warm-up probes")
         self._by_id = {f.flow_id: f for f in flows}
+        self._warm: set[int] = set()  # flow ids whose path has echoed a warm-up probe
 
     def _sockets(self) -> tuple[socket.socket, socket.socket, list[socket.socket]]:
         netns = self.deployment.fabric.netns
@@ -166,6 +171,7 @@ class HostProber:
         receiver = threading.Thread(target=self._receive, args=(rx, stop, received, foreign), name="prober-rx")
         receiver.start()
         try:
+            self._warm_up(tx, templates)
             start_ns = time.time_ns() + 50_000_000
             for offset, flow_id, seq in schedule:
                 due = start_ns + int(offset * 1e9)
@@ -196,6 +202,24 @@ class HostProber:
                 records.append(ProbeRecord(name, seq, sent_ns, rx_ns, length_ok, crc_ok, copies - 1))
         return ProbeRun(records, lateness, foreign[0])
 
+    def _warm_up(self, tx: socket.socket, templates: dict[int, bytes]) -> None:
+        """Probe each flow's path until it echoes: the reflector is up, ARP is resolved.
+
+        Warm-up probes carry a reserved flow id, so they count in no flow.
+        """
+        deadline = time.monotonic() + self.warmup_timeout
+        for flow in self.flows:
+            seq = 0
+            while flow.flow_id not in self._warm:
+                if time.monotonic() > deadline:
+                    raise VerdictError(f"probe flow {flow.name}: no echo from {flow.dst} port {flow.dport} within "
+                                       f"{self.warmup_timeout:g}s (is a reflector running there?)")
+                payload = probe.encode(WARMUP_FLOW, (flow.flow_id << 16) | (seq & 0xFFFF), time.time_ns(), flow.size)
+                tx.send(templates[flow.flow_id][:-flow.size] + payload)
+                seq += 1
+                time.sleep(0.05)
+        time.sleep(0.2)  # let late warm-up echoes drain before the schedule starts
+
     def _receive(self, rx: socket.socket, stop: threading.Event, received: dict, foreign: list[int]) -> None:
         while not stop.is_set():
             try:
@@ -217,7 +241,9 @@ class HostProber:
                 foreign[0] += 1
                 continue
             key = (got.flow, got.seq)
-            if got.flow not in self._by_id:
+            if got.flow == WARMUP_FLOW:
+                self._warm.add(got.seq >> 16)
+            elif got.flow not in self._by_id:
                 foreign[0] += 1
             elif key in received:
                 first = received[key]
