@@ -68,6 +68,7 @@ class Fabric:
     mtu: int = 1500
     taps: list[str] = field(default_factory=list)
     _created: bool = False
+    _taps_made: int = 0  # names are never reused within a run
 
     @property
     def netns(self) -> str:
@@ -99,11 +100,18 @@ class Fabric:
 
     def add_tap(self, queues: int) -> str:
         """A new multiqueue tap on the bridge; its name is unique in the netns."""
-        name = f"tap{len(self.taps)}"
+        name = f"tap{self._taps_made}"
+        self._taps_made += 1
         ip("tuntap", "add", "dev", name, "mode", "tap", *(["multi_queue"] if queues > 1 else []), netns=self.netns)
         self.taps.append(name)
         ip("link", "set", name, "mtu", str(self.mtu), "master", BRIDGE, "up", netns=self.netns)
         return name
+
+    def remove_tap(self, name: str) -> None:
+        """Delete a tap whose QEMU has stopped (a session's fabric outlives its VMs)."""
+        if name in self.taps:
+            ip("link", "del", name, netns=self.netns)
+            self.taps.remove(name)
 
     def add_traffic_port(self, address: str, prefix: int) -> str:
         """A veth on the bridge with its own underlay address, for host-side tools."""

@@ -207,7 +207,8 @@ def topology(request: pytest.FixtureRequest, kernel: Kernel, guest_image, accel)
 
 
 def machine_spec_from_marker(request: pytest.FixtureRequest, kernel: Kernel, image_root: Path,
-                             choice: accel_mod.AccelChoice, tap: str | None, name: str) -> tuple[MachineSpec, float]:
+                             choice: accel_mod.AccelChoice, tap: str | None, name: str,
+                             netns: str | None = None) -> tuple[MachineSpec, float]:
     """The VM a test asks for with @pytest.mark.machine(...), validated."""
     marker = request.node.get_closest_marker("machine")
     options = dict(marker.kwargs) if marker else {}
@@ -220,7 +221,7 @@ def machine_spec_from_marker(request: pytest.FixtureRequest, kernel: Kernel, ima
                     vhost=choice.vhost),) if tap else ()
     spec = MachineSpec(name=name, kernel=kernel.bzimage, image=image_root, vcpus=int(options.get("vcpus", 2)),
                        memory_mib=int(options.get("memory", 512)), accel=choice.accel, nics=nics,
-                       append=tuple(options.get("append", ())))
+                       netns=netns, append=tuple(options.get("append", ())))
     return spec, float(options.get("boot_timeout", 90))
 
 
@@ -236,11 +237,8 @@ def machine(request: pytest.FixtureRequest, kernel: Kernel, guest_image, accel, 
     queues = int(marker.kwargs.get("queues", 2)) if marker else 2
     tap = _testbed_call("host fabric", fabric.add_tap, queues)
     name = "vm"
-    try:
-        spec, boot_timeout = machine_spec_from_marker(request, kernel, guest_image.root, accel, tap, name)
-    except TestbedError as exc:
-        pytest.fail(f"@pytest.mark.machine: {exc}", pytrace=False)
-    spec = MachineSpec(**{**spec.__dict__, "netns": fabric.netns})
+    spec, boot_timeout = _testbed_call("@pytest.mark.machine", machine_spec_from_marker, request, kernel,
+                                       guest_image.root, accel, tap, name, fabric.netns)
     run_dir = runtime_dir(state.run_id) / _vm_name(request.node.nodeid)
     vm = Machine(spec, run_dir, boot_timeout=boot_timeout)
     state.machines[vm] = 0
@@ -262,6 +260,7 @@ def machine(request: pytest.FixtureRequest, kernel: Kernel, guest_image, accel, 
             print(f"\nprism-testbed --keep: {vm.how_to_reach()}; fabric netns {fabric.netns}", file=sys.stderr)
         else:
             vm.shutdown()
+            fabric.remove_tap(tap)
         state.machines.pop(vm, None)
         _save_console(state, request.node.nodeid, vm)
         state.write_record()
