@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import re
+import signal
 import statistics
 import subprocess
 import sys
@@ -128,7 +129,7 @@ def vng_anchor(n: int, kernel) -> dict:
         try:
             stdout, stderr = proc.communicate(timeout=300)
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, 9)
+            os.killpg(proc.pid, signal.SIGKILL)
             proc.communicate()
             return {"error": "vng did not exit within 300 s", "argv": argv}
         took = time.monotonic() - start

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from .accel import AccelChoice
-from .errors import FabricError, TestbedError
+from .errors import FabricError
 from .fabric import Fabric, new_run_id, runtime_dir
 from .image import GuestImage
 from .kernel import Kernel
@@ -166,5 +166,3 @@ class Deployment:
             lines.append(f"  container {name} on {handle.machine.name}: {handle.address}")
         return "\n".join(lines)
 
-
-__all__ = ["Deployment", "TestbedError", "Timings"]

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from .guest_agent import CommandResult
 from .machine import Machine
-from .topology import VXLAN_PORT, Container, Topology, Vm
+from .topology import VXLAN_PORT, Container, Topology, Vm, docker_mac
 
 BUNDLES = "/run/prism/containers"
 CAPABILITIES = [
@@ -55,11 +55,6 @@ def vteps(topology: Topology, overlay_name: str) -> dict[str, str]:
 def host_overlay_address(topology: Topology, overlay_name: str) -> str:
     """The host traffic port's address on an overlay: the subnet's first host."""
     return str(ipaddress.IPv4Network(topology.overlay(overlay_name).subnet).network_address + 1)
-
-
-def docker_mac(address: str) -> str:
-    """Docker's scheme: 02:42 and the IPv4 address, so FDB entries can be static."""
-    return "02:42:" + ":".join(f"{b:02x}" for b in ipaddress.IPv4Address(address).packed)
 
 
 def host_overlay_mac(topology: Topology, overlay_name: str) -> str:

@@ -8,6 +8,7 @@ shows a kernel splat while it ran, even if its own assertions passed.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shutil
@@ -96,15 +97,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 def _visible(request: pytest.FixtureRequest):
     """Let long builds show their progress through pytest's capture."""
     capman = request.config.pluginmanager.getplugin("capturemanager")
-    return capman.global_and_fixture_disabled() if capman else _null()
-
-
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
+    return capman.global_and_fixture_disabled() if capman else contextlib.nullcontext()
 
 
 def _testbed_call(what: str, fn, *args):

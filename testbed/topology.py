@@ -23,6 +23,11 @@ VXLAN_PORT = 4789
 _NAME = re.compile(r"[a-z][a-z0-9-]{0,14}")
 
 
+def docker_mac(address: str) -> str:
+    """Docker's scheme: 02:42 and the IPv4 address, so FDB entries can be static."""
+    return "02:42:" + ":".join(f"{b:02x}" for b in ipaddress.IPv4Address(address).packed)
+
+
 @dataclass(frozen=True)
 class Nic:
     queues: int = 2
@@ -38,8 +43,7 @@ class Container:
 
     @property
     def mac(self) -> str:
-        """Docker's scheme: 02:42 and the IPv4 address, so FDB entries are static."""
-        return "02:42:" + ":".join(f"{b:02x}" for b in ipaddress.IPv4Address(self.address).packed)
+        return docker_mac(self.address)
 
 
 @dataclass(frozen=True)
