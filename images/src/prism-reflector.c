@@ -3,11 +3,13 @@
  * prism-reflector: echo every UDP datagram, and every TCP request, back to
  * its sender unchanged, so the sender can time and check each probe.
  *
- *   prism-reflector [-p PORT] [-u] [-t] [-b BATCH]
+ *   prism-reflector [-p PORT] [-u] [-t] [-s] [-b BATCH]
  *
  * -u serves UDP (the default when neither -u nor -t is given), -t serves
  * TCP: each read's bytes are written straight back, so a client that sends
- * fixed-size requests gets fixed-size responses. One dual-stack socket per
+ * fixed-size requests gets fixed-size responses. -s makes it a sink: UDP is
+ * read and dropped, as a bulk receiver's application would consume it, and
+ * the count is printed at exit. One dual-stack socket per
  * protocol serves IPv4 and IPv6. UDP is read and answered in batches with
  * recvmmsg/sendmmsg, so the reflector costs little CPU in the receiving
  * container: the queues being measured are the kernel's, not ours.
@@ -61,8 +63,11 @@ static int listen_socket(int type, int port)
 	return fd;
 }
 
-/* Read up to batch datagrams and send each back to where it came from. */
-static int reflect_udp(int fd, int batch, char (*bufs)[MAX_DATAGRAM])
+/*
+ * Read up to batch datagrams and send each back to where it came from
+ * (or, for a sink, count them).
+ */
+static int reflect_udp(int fd, int batch, char (*bufs)[MAX_DATAGRAM], int sink)
 {
 	struct sockaddr_in6 peers[MAX_BATCH];
 	struct mmsghdr msgs[MAX_BATCH];
@@ -81,6 +86,8 @@ static int reflect_udp(int fd, int batch, char (*bufs)[MAX_DATAGRAM])
 	n = recvmmsg(fd, msgs, batch, MSG_DONTWAIT, NULL);
 	if (n <= 0)
 		return n < 0 && errno != EAGAIN && errno != EINTR ? -1 : 0;
+	if (sink)
+		return n;
 	for (i = 0; i < n; i++)
 		iovs[i].iov_len = msgs[i].msg_len;
 	for (sent = 0; sent < n;) {
@@ -125,10 +132,11 @@ int main(int argc, char **argv)
 {
 	static char bufs[MAX_BATCH][MAX_DATAGRAM];
 	struct pollfd fds[2 + MAX_CLIENTS];
-	int port = 7007, batch = 32, udp = 0, tcp = 0, nfds = 0;
+	int port = 7007, batch = 32, udp = 0, tcp = 0, sink = 0, nfds = 0;
+	unsigned long long sunk = 0;
 	int udp_fd = -1, tcp_fd = -1, opt, i;
 
-	while ((opt = getopt(argc, argv, "p:b:ut")) != -1) {
+	while ((opt = getopt(argc, argv, "p:b:uts")) != -1) {
 		switch (opt) {
 		case 'p':
 			port = atoi(optarg);
@@ -142,8 +150,11 @@ int main(int argc, char **argv)
 		case 't':
 			tcp = 1;
 			break;
+		case 's':
+			sink = 1;
+			break;
 		default:
-			fprintf(stderr, "usage: %s [-p PORT] [-u] [-t] [-b BATCH]\n", argv[0]);
+			fprintf(stderr, "usage: %s [-p PORT] [-u] [-t] [-s] [-b BATCH]\n", argv[0]);
 			return 2;
 		}
 	}
@@ -173,7 +184,8 @@ int main(int argc, char **argv)
 		}
 		fds[nfds++] = (struct pollfd){ .fd = tcp_fd, .events = POLLIN };
 	}
-	printf("prism-reflector: serving%s%s on port %d\n", udp ? " udp" : "", tcp ? " tcp" : "", port);
+	printf("prism-reflector: %s%s%s on port %d\n", sink ? "sinking" : "serving",
+	       udp ? " udp" : "", tcp ? " tcp" : "", port);
 	fflush(stdout);
 
 	while (!stop) {
@@ -187,8 +199,13 @@ int main(int argc, char **argv)
 			if (!(fds[i].revents & (POLLIN | POLLHUP | POLLERR)))
 				continue;
 			if (fds[i].fd == udp_fd) {
-				while (reflect_udp(udp_fd, batch, bufs) == batch)
-					;
+				int n;
+
+				while ((n = reflect_udp(udp_fd, batch, bufs, sink)) > 0) {
+					sunk += n;
+					if (n < batch)
+						break;
+				}
 			} else if (fds[i].fd == tcp_fd) {
 				int one = 1;
 				int c = accept4(tcp_fd, NULL, NULL, SOCK_CLOEXEC);
@@ -207,5 +224,7 @@ int main(int argc, char **argv)
 			}
 		}
 	}
+	if (sink)
+		printf("prism-reflector: sank %llu datagrams\n", sunk);
 	return 0;
 }
