@@ -1,7 +1,8 @@
 """Priority probes from the host traffic port, timed by the kernel.
 
 Probes are built with scapy once per flow (outer Ether/IPv4/UDP/VXLAN, inner
-Ether/IP/UDP, payload from testbed.probe) and then sent as prepared bytes on
+Ether/IP and UDP to a reflector or an ICMP echo request the container's own
+kernel answers; payload from testbed.probe) and then sent as prepared bytes on
 a packet socket, changing only the payload per probe: scapy is far too slow
 to build a frame per probe and still keep a schedule. Replies are read from
 a second packet socket on the traffic port with the kernel's receive
@@ -16,19 +17,13 @@ import socket
 import struct
 import threading
 import time
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from scapy.layers.inet import IP, UDP
-from scapy.layers.l2 import Ether
-from scapy.layers.vxlan import VXLAN
-from scapy.packet import Raw
-
-from . import probe
+from . import frames, probe
 from .errors import VerdictError
-from .netns import interface_mac, socket_in
-from .overlay import host_overlay_address, host_overlay_mac
+from .netns import socket_in
+from .overlay import host_overlay_address
 from .topology import VXLAN_PORT
 from .verdict import ProbeRecord, RunResults
 
@@ -37,6 +32,8 @@ PACKET_OUTGOING = 4
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
 SPIN_NS = 300_000  # sleep until this close to a probe's time, then spin
 WARMUP_FLOW = 0xFFFF  # flow id of the probes that check a path before a run
+PROBE_PROTOCOLS = ("udp", "icmp")
+ICMP_HEADER = 8
 
 
 @dataclass(frozen=True)
@@ -53,8 +50,13 @@ class ProbeFlow:
     sport: int | None = None  # default 40000 + flow_id
     dscp: int = 0
     start: float = 0.0  # seconds after the session starts
+    protocol: str = "udp"  # udp (to a reflector) or icmp (echo, answered by the container's kernel)
 
     def __post_init__(self) -> None:
+        if self.protocol not in PROBE_PROTOCOLS:
+            raise ValueError(f"flow {self.name}: protocol {self.protocol!r} must be one of {', '.join(PROBE_PROTOCOLS)}")
+        if not probe.MIN_SIZE <= self.size <= 1400:
+            raise ValueError(f"flow {self.name}: size {self.size} must be {probe.MIN_SIZE}-1400 bytes")
         if not 0 < self.rate <= 20_000:
             raise ValueError(f"flow {self.name}: rate {self.rate} must be in (0, 20000] probes/s")
         if self.count <= 0 or not 0 <= self.dscp < 64:
@@ -79,28 +81,25 @@ class ProbeRun:
 
 def probe_template(deployment, flow: ProbeFlow) -> bytes:
     """The whole frame of one probe of flow, with a payload to be replaced."""
-    t = deployment.topology
-    container = deployment.container(flow.dst).container
-    vm = next(vm for vm, c in t.containers() if c.name == flow.dst)
-    overlay = t.overlay(container.overlay)
-    tos = flow.dscp << 2
-    # the outer source port carries the inner flow's entropy, as the kernel's VXLAN does
-    outer_sport = 49152 + zlib.crc32(f"{flow.source_port}:{flow.dport}:{container.address}".encode()) % 16384
-    frame = (
-        Ether(src=interface_mac(deployment.fabric.netns, "tp0"), dst=deployment.nic_mac(vm.name))
-        / IP(src=t.traffic_port_address, dst=t.underlay_of(vm), ttl=64, tos=tos, id=0, flags="DF")
-        / UDP(sport=outer_sport, dport=VXLAN_PORT, chksum=0)
-        / VXLAN(vni=overlay.vni, flags=0x08)
-        / Ether(src=host_overlay_mac(t, overlay.name), dst=container.mac)
-        / IP(src=host_overlay_address(t, overlay.name), dst=container.address, ttl=64, tos=tos, id=0, flags="DF")
-        / UDP(sport=flow.source_port, dport=flow.dport, chksum=0)
-        / Raw(bytes(flow.size))
-    )
-    return bytes(frame)
+    return frames.template(deployment, frames.FrameSpec(dst=flow.dst, sport=flow.source_port, dport=flow.dport,
+                                                        size=flow.size, dscp=flow.dscp, protocol=flow.protocol,
+                                                        icmp_id=flow.source_port))
+
+
+def probe_frame(template: bytes, flow: ProbeFlow, seq: int, payload: bytes) -> bytes:
+    """template with this probe's payload (and, for ICMP, its sequence number and checksum)."""
+    if flow.protocol != "icmp":
+        return template[:-flow.size] + payload
+    head = len(template) - flow.size - ICMP_HEADER
+    icmp = bytearray(template[head:head + ICMP_HEADER])
+    struct.pack_into("!HH", icmp, 2, 0, 0)
+    struct.pack_into("!H", icmp, 6, seq & 0xFFFF)
+    struct.pack_into("!H", icmp, 2, frames.internet_checksum(bytes(icmp) + payload))
+    return template[:head] + bytes(icmp) + payload
 
 
 def parse_reply(frame: bytes) -> bytes | None:
-    """The inner UDP payload of a VXLAN/IPv4/UDP frame, or None if it is not one."""
+    """The inner payload of a VXLAN/IPv4 frame carrying UDP or an ICMP echo reply, or None."""
     if len(frame) < 14 + 20 + 8 + 8 + 14 + 20 + 8 or frame[12:14] != b"\x08\x00":
         return None
     ihl = (frame[14] & 0x0F) * 4
@@ -113,11 +112,17 @@ def parse_reply(frame: bytes) -> bytes | None:
     if frame[inner + 12:inner + 14] != b"\x08\x00":
         return None
     inner_ip = inner + 14
-    if frame[inner_ip + 9] != 17:
+    if len(frame) < inner_ip + 20:
         return None
-    inner_udp = inner_ip + (frame[inner_ip] & 0x0F) * 4
-    length = struct.unpack_from("!H", frame, inner_udp + 4)[0]
-    return frame[inner_udp + 8:inner_udp + length]
+    total = struct.unpack_from("!H", frame, inner_ip + 2)[0]
+    transport = inner_ip + (frame[inner_ip] & 0x0F) * 4
+    end = min(len(frame), inner_ip + total)
+    if frame[inner_ip + 9] == 17 and end >= transport + 8:
+        length = struct.unpack_from("!H", frame, transport + 4)[0]
+        return frame[transport + 8:transport + length]
+    if frame[inner_ip + 9] == 1 and end >= transport + ICMP_HEADER and frame[transport] == 0:
+        return frame[transport + ICMP_HEADER:end]
+    return None
 
 
 class HostProber:
@@ -150,7 +155,7 @@ class HostProber:
         # socket that is never read takes them, so no ICMP "port unreachable"
         # goes back into the overlay.
         sinks = []
-        for flow in self.flows:
+        for flow in (f for f in self.flows if f.protocol == "udp"):
             sink = socket_in(netns, socket.AF_INET, socket.SOCK_DGRAM)
             sink.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
             overlay = self.deployment.container(flow.dst).container.overlay
@@ -182,7 +187,7 @@ class HostProber:
                 flow = self._by_id[flow_id]
                 template = templates[flow_id]
                 payload = probe.encode(flow_id, seq, now, flow.size)
-                tx.send(template[:-flow.size] + payload)
+                tx.send(probe_frame(template, flow, seq, payload))
                 sent[(flow_id, seq)] = now
                 lateness[flow.name].append(now - due)
             time.sleep(self.grace)
@@ -212,10 +217,11 @@ class HostProber:
             seq = 0
             while flow.flow_id not in self._warm:
                 if time.monotonic() > deadline:
-                    raise VerdictError(f"probe flow {flow.name}: no echo from {flow.dst} port {flow.dport} within "
+                    target = "ICMP echo" if flow.protocol == "icmp" else f"port {flow.dport}"
+                    raise VerdictError(f"probe flow {flow.name}: no echo from {flow.dst} {target} within "
                                        f"{self.warmup_timeout:g}s (is a reflector running there?)")
                 payload = probe.encode(WARMUP_FLOW, (flow.flow_id << 16) | (seq & 0xFFFF), time.time_ns(), flow.size)
-                tx.send(templates[flow.flow_id][:-flow.size] + payload)
+                tx.send(probe_frame(templates[flow.flow_id], flow, seq, payload))
                 seq += 1
                 time.sleep(0.05)
         time.sleep(0.2)  # let late warm-up echoes drain before the schedule starts

@@ -37,13 +37,15 @@ def table(value: object, where: str) -> dict:
     return value
 
 
-def typed(table: dict, key: str, kind: type, where: str, default: object = REQUIRED):
-    """table[key] checked to be a kind (a bool is no int); default when absent."""
+def typed(table: dict, key: str, kind: type | tuple[type, ...], where: str, default: object = REQUIRED):
+    """table[key] checked to be a kind, or one of several (a bool is no int); default when absent."""
     if key not in table:
         if default is REQUIRED:
             raise ConfigError(f"{where}: missing key {key!r}")
         return default
     value = table[key]
-    if (kind is int and isinstance(value, bool)) or not isinstance(value, kind):
-        raise ConfigError(f"{where}: {key!r} must be {kind.__name__}, not {type(value).__name__}")
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
+        names = " or ".join(k.__name__ for k in kinds)
+        raise ConfigError(f"{where}: {key!r} must be {names}, not {type(value).__name__}")
     return value

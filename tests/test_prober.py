@@ -45,3 +45,37 @@ def test_probe_flow_validation():
         ProbeFlow("p", "s1", flow_id=1, rate=0)
     with pytest.raises(ValueError, match="dscp"):
         ProbeFlow("p", "s1", flow_id=1, dscp=64)
+
+
+def icmp_reply_frame(payload: bytes) -> bytes:
+    from scapy.layers.inet import ICMP
+    return bytes(Ether() / IP(src="192.168.77.12", dst="192.168.77.2") / UDP(sport=55555, dport=4789) / VXLAN(vni=42)
+                 / Ether() / IP(src="10.42.0.21", dst="10.42.0.1") / ICMP(type=0, id=40001, seq=7) / Raw(payload))
+
+
+def test_parse_reply_finds_an_icmp_echo_replys_payload():
+    payload = probe.encode(1, 7, 123, 200)
+    assert parse_reply(icmp_reply_frame(payload)) == payload
+
+
+def test_icmp_probe_frames_carry_seq_and_a_valid_checksum():
+    from scapy.layers.inet import ICMP
+
+    from testbed.prober import probe_frame
+    flow = ProbeFlow("p", "s1", flow_id=1, protocol="icmp", size=64)
+    template = bytes(Ether() / IP(src="192.168.77.2", dst="192.168.77.12") / UDP(sport=5, dport=4789) / VXLAN(vni=42)
+                     / Ether() / IP(src="10.42.0.1", dst="10.42.0.21") / ICMP(type=8, id=40001) / Raw(bytes(64)))
+    payload = probe.encode(1, 70000, 5, 64)
+    frame = Ether(probe_frame(template, flow, 70000, payload))
+    icmp = frame[VXLAN][ICMP]
+    assert icmp.seq == 70000 & 0xFFFF and bytes(icmp.payload) == payload
+    claimed = icmp.chksum
+    del icmp.chksum
+    assert ICMP(bytes(icmp)).chksum == claimed  # scapy recomputes it the same
+
+
+def test_probe_flow_rejects_unknown_protocols_and_sizes():
+    with pytest.raises(ValueError, match="protocol 'sctp'"):
+        ProbeFlow("p", "s1", flow_id=1, protocol="sctp")
+    with pytest.raises(ValueError, match="size 10"):
+        ProbeFlow("p", "s1", flow_id=1, size=10)
