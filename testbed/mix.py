@@ -1,0 +1,207 @@
+"""A traffic mix as data: priority and bulk flows, and the guest tuning they assume.
+
+A mix file (cases/mixes/NAME.toml) names its topology and lists flows:
+
+- probe: scapy-built probes from the host traffic port to a reflector in a
+  container, echoed back and timed; class "priority" or "bulk" (a bulk-class
+  probe is how bulk's own latency is measured in the same run);
+- flood: scapy-templated UDP bulk from the host traffic port;
+- iperf3: TCP or UDP bulk between two containers.
+
+The same mix runs unchanged on every kernel; what differs between kernels
+(e.g. PRISM's knobs) is derived from the mix (its priority ports and DSCP),
+not written into it. `without_bulk()` is the unloaded twin of a loaded mix.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .bulk import HostFloodSpec, Iperf3Spec
+from .errors import ConfigError
+from .prober import PROBE_PROTOCOLS, ProbeFlow
+from .tomlconf import check_keys, read, typed
+from .tomlconf import table as as_table
+from .topology import Topology
+
+MIX_DIR = Path(__file__).resolve().parent.parent / "cases" / "mixes"
+PRIORITY, BULK = "priority", "bulk"
+
+_TOP = {"name", "topology", "settle", "flow", "tuning", "description"}
+_PROBE = {"name", "kind", "class", "dst", "protocol", "dport", "dscp", "size", "rate", "count", "start"}
+_FLOOD = {"name", "kind", "class", "dst", "dport", "dscp", "size", "rate", "flows"}
+_IPERF = {"name", "kind", "class", "src", "dst", "protocol", "rate", "size", "port", "streams", "dscp"}
+_TUNING = {"rps", "sysctl"}
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """Guest settings a mix assumes on one VM, applied after the overlay is up."""
+
+    rps: dict[str, tuple[int, ...]] = field(default_factory=dict)  # overlay or interface -> CPUs
+    sysctl: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Mix:
+    name: str
+    topology: str
+    probes: tuple[ProbeFlow, ...]
+    classes: dict[str, str]  # probe flow name -> priority | bulk
+    floods: tuple[HostFloodSpec, ...] = ()
+    iperf3: tuple[Iperf3Spec, ...] = ()
+    tuning: dict[str, Tuning] = field(default_factory=dict)
+    settle: float = 1.0  # seconds of bulk before the first probe
+    description: str = ""
+    origin: str = "<python>"
+
+    @property
+    def loaded(self) -> bool:
+        return bool(self.floods or self.iperf3)
+
+    @property
+    def probe_seconds(self) -> float:
+        return max(p.start + p.count / p.rate for p in self.probes)
+
+    def flows_of(self, cls: str) -> tuple[ProbeFlow, ...]:
+        return tuple(p for p in self.probes if self.classes[p.name] == cls)
+
+    @property
+    def priority_ports(self) -> tuple[int, ...]:
+        return tuple(sorted({p.dport for p in self.flows_of(PRIORITY)}))
+
+    @property
+    def priority_dscp(self) -> tuple[int, ...]:
+        return tuple(sorted({p.dscp for p in self.flows_of(PRIORITY) if p.dscp}))
+
+    def without_bulk(self) -> Mix:
+        """The unloaded twin: the same probes (bulk-class probes too), no load."""
+        return dataclasses.replace(self, name=f"{self.name}-unloaded", floods=(), iperf3=(), settle=0.0)
+
+    def validate(self, topology: Topology) -> Mix:
+        where = f"{self.origin}: mix {self.name}"
+        containers = {c.name for _, c in topology.containers()}
+        names = [p.name for p in self.probes] + [f.name for f in self.floods] + [i.name for i in self.iperf3]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ConfigError(f"{where}: flow name {dupes[0]!r} is used twice")
+        if not self.flows_of(PRIORITY):
+            raise ConfigError(f"{where}: needs at least one probe flow of class 'priority'")
+        ids = [p.flow_id for p in self.probes]
+        if len(set(ids)) != len(ids):
+            raise ConfigError(f"{where}: probe flow ids must be distinct")
+        for p in self.probes:
+            if p.dst not in containers:
+                raise ConfigError(f"{where}: flow {p.name}: no container {p.dst!r} in topology {topology.name}")
+        for f in self.floods:
+            if f.dst not in containers:
+                raise ConfigError(f"{where}: flow {f.name}: no container {f.dst!r} in topology {topology.name}")
+        for i in self.iperf3:
+            for end in (i.src, i.dst):
+                if end not in containers:
+                    raise ConfigError(f"{where}: flow {i.name}: no container {end!r} in topology {topology.name}")
+        vms = {vm.name: vm for vm in topology.vms}
+        overlays = {o.name for o in topology.overlays}
+        for vm_name, tuning in self.tuning.items():
+            if vm_name not in vms:
+                raise ConfigError(f"{where}: [tuning.{vm_name}]: no vm {vm_name!r} in topology {topology.name}")
+            for device, cpus in tuning.rps.items():
+                bad = [c for c in cpus if not 0 <= c < vms[vm_name].vcpus]
+                if bad or not cpus:
+                    raise ConfigError(f"{where}: [tuning.{vm_name}] rps {device}: CPUs {list(cpus)} must be "
+                                      f"non-empty and below the VM's {vms[vm_name].vcpus} vCPUs")
+                if device not in overlays and not device.startswith("eth"):
+                    raise ConfigError(f"{where}: [tuning.{vm_name}] rps: {device!r} is neither an overlay "
+                                      f"({', '.join(sorted(overlays))}) nor a guest ethN interface")
+        return self
+
+
+def _probe(t: dict, where: str, flow_id: int) -> ProbeFlow:
+    check_keys(t, _PROBE, where)
+    protocol = typed(t, "protocol", str, where, "udp")
+    if protocol not in PROBE_PROTOCOLS:
+        raise ConfigError(f"{where}: protocol {protocol!r} must be one of {', '.join(PROBE_PROTOCOLS)}")
+    try:
+        return ProbeFlow(name=typed(t, "name", str, where), dst=typed(t, "dst", str, where), flow_id=flow_id,
+                         protocol=protocol, rate=float(typed(t, "rate", (int, float), where, 200.0)),
+                         count=typed(t, "count", int, where, 1000), size=typed(t, "size", int, where, 200),
+                         dport=typed(t, "dport", int, where, 7007), dscp=typed(t, "dscp", int, where, 0),
+                         start=float(typed(t, "start", (int, float), where, 0.0)))
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def _flood(t: dict, where: str) -> HostFloodSpec:
+    check_keys(t, _FLOOD, where)
+    try:
+        return HostFloodSpec(name=typed(t, "name", str, where), dst=typed(t, "dst", str, where),
+                             rate=float(typed(t, "rate", (int, float), where)), size=typed(t, "size", int, where, 1000),
+                             dport=typed(t, "dport", int, where, 9), flows=typed(t, "flows", int, where, 4),
+                             dscp=typed(t, "dscp", int, where, 0))
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def _iperf3(t: dict, where: str) -> Iperf3Spec:
+    check_keys(t, _IPERF, where)
+    protocol = typed(t, "protocol", str, where, "tcp")
+    if protocol not in ("tcp", "udp"):
+        raise ConfigError(f"{where}: protocol {protocol!r} must be tcp or udp")
+    return Iperf3Spec(name=typed(t, "name", str, where), src=typed(t, "src", str, where), dst=typed(t, "dst", str, where),
+                      protocol=protocol, rate=str(typed(t, "rate", (str, int), where, "0")),
+                      size=typed(t, "size", int, where, 1000), port=typed(t, "port", int, where, 5201),
+                      streams=typed(t, "streams", int, where, 1), dscp=typed(t, "dscp", int, where, 0))
+
+
+def from_dict(data: dict, origin: str) -> Mix:
+    check_keys(data, _TOP, origin)
+    probes, classes, floods, iperf = [], {}, [], []
+    for i, raw in enumerate(typed(data, "flow", list, origin)):
+        where = f"{origin}: [[flow]] #{i + 1}"
+        t = as_table(raw, where)
+        kind = typed(t, "kind", str, where, "probe")
+        cls = typed(t, "class", str, where, PRIORITY if kind == "probe" else BULK)
+        if cls not in (PRIORITY, BULK):
+            raise ConfigError(f"{where}: class {cls!r} must be priority or bulk")
+        if kind == "probe":
+            probe = _probe(t, where, flow_id=len(probes) + 1)
+            probes.append(probe)
+            classes[probe.name] = cls
+        elif cls != BULK:
+            raise ConfigError(f"{where}: a {kind} flow is bulk; only probe flows can be priority")
+        elif kind == "flood":
+            floods.append(_flood(t, where))
+        elif kind == "iperf3":
+            iperf.append(_iperf3(t, where))
+        else:
+            raise ConfigError(f"{where}: kind {kind!r} must be probe, flood or iperf3")
+    tuning = {}
+    for vm_name, raw in as_table(data.get("tuning", {}), f"{origin}: [tuning]").items():
+        where = f"{origin}: [tuning.{vm_name}]"
+        t = check_keys(as_table(raw, where), _TUNING, where)
+        rps = {}
+        for device, cpus in as_table(t.get("rps", {}), f"{where} rps").items():
+            if not isinstance(cpus, list) or not all(isinstance(c, int) and not isinstance(c, bool) for c in cpus):
+                raise ConfigError(f"{where}: rps {device} must be a list of CPU numbers")
+            rps[device] = tuple(cpus)
+        sysctl = {k: str(v) for k, v in as_table(t.get("sysctl", {}), f"{where} sysctl").items()}
+        tuning[vm_name] = Tuning(rps=rps, sysctl=sysctl)
+    if not probes:
+        raise ConfigError(f"{origin}: a mix needs at least one probe flow")
+    return Mix(name=typed(data, "name", str, origin), topology=typed(data, "topology", str, origin),
+               probes=tuple(probes), classes=classes, floods=tuple(floods), iperf3=tuple(iperf), tuning=tuning,
+               settle=float(typed(data, "settle", (int, float), origin, 1.0)),
+               description=typed(data, "description", str, origin, ""), origin=origin)
+
+
+def load(name_or_path: str | Path) -> Mix:
+    """A mix by file path, or by name from cases/mixes/ (not yet checked against its topology)."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = MIX_DIR / f"{name_or_path}.toml"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in MIX_DIR.glob("*.toml")))
+        raise ConfigError(f"mix {name_or_path}: {path} does not exist (shipped: {known or 'none'})")
+    return from_dict(read(path, f"mix {name_or_path}"), str(path))
