@@ -187,9 +187,23 @@ def assert_latency_order(results: Results, faster: str = "priority", slower: str
     return c
 
 
-def assert_intact(results: RunResults, flow: str = "priority") -> Integrity:
-    """Fail unless every probe of the flow arrived once, in order, undamaged; the counts as a table."""
+TOLERABLE = frozenset({"lost", "reordered"})
+
+
+def assert_intact(results: RunResults, flow: str = "priority", *, tolerate: Iterable[str] = ()) -> Integrity:
+    """Fail unless every probe of the flow arrived once, in order, undamaged; the counts as a table.
+
+    tolerate ("lost", "reordered") is for a kernel that does not promise to
+    protect the flow: vanilla under saturating load drops priority and bulk
+    alike, and reorders a flow whose replies leave through two CPUs'
+    backlogs. Those counts are then only reported; duplication and
+    corruption always fail.
+    """
+    tolerate = frozenset(tolerate)
+    if not tolerate <= TOLERABLE:
+        raise ValueError(f"tolerate: {sorted(tolerate - TOLERABLE)} (only {sorted(TOLERABLE)} can be tolerated)")
     found = results.integrity(flow)
-    if not found.intact:
+    failing = [k for k in ("lost", "duplicated", "reordered", "corrupted") if getattr(found, k) and k not in tolerate]
+    if failing:
         raise AssertionError(f"flow {flow!r} did not arrive intact:\n{found.table()}")
     return found

@@ -1,0 +1,221 @@
+"""Per-stage counters around a loaded run: where packets queued, where they dropped.
+
+Before and after the load, one guest command per receiving VM reads every
+counter at once (softnet_stat, `ip -s -j link`, each container's
+/proc/PID/net/snmp, /proc/net/prism_stat when the kernel has it), and the
+host's view of each VM's tap is read in the fabric namespace. While the load
+runs, prism-stagemon (images/src/) samples the softnet backlog's length,
+which no counter keeps. The stages, in a packet's order:
+
+  host tap (tx drops: the virtio ring was full, the queue was outside the
+  guest) → virtio NIC (eth0 rx drops) → VXLAN gro_cells (the vxlan device's
+  rx drops) → softnet backlog (drops, time squeeze, sampled length) →
+  veth → socket (Udp RcvbufErrors/InErrors in the container's namespace).
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass, field
+
+from .overlay import vxlan_name
+from .stages import LinkStats, SoftnetRow, parse_ip_link, parse_snmp, parse_softnet
+
+QUEUE_THRESHOLD = 64  # a backlog longer than one NAPI poll's worth counts as a queue
+STAGEMON = "/tmp/prism-stagemon"
+_MARK = "=====prism-stage====="
+
+
+@dataclass(frozen=True)
+class VmCounters:
+    softnet: list[SoftnetRow]
+    links: dict[str, LinkStats]
+    snmp: dict[str, dict[str, int]]  # container -> Udp counters
+    prism_stat: str | None
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    taps: dict[str, LinkStats]  # vm -> its tap, as the host sees it
+    vms: dict[str, VmCounters]
+
+
+@dataclass(frozen=True)
+class BacklogSample:
+    cpu: int
+    samples: int
+    peak: int
+    mean: float
+    nonempty: int
+
+
+def parse_stagemon(text: str) -> list[BacklogSample]:
+    """prism-stagemon's summary: `cpu N samples S peak P mean M nonempty E` per line."""
+    out = []
+    for line in text.splitlines():
+        f = line.split()
+        if len(f) == 10 and f[0] == "cpu":
+            out.append(BacklogSample(int(f[1]), int(f[3]), int(f[5]), float(f[7]), int(f[9])))
+    return out
+
+
+def _delta(after: int, before: int) -> int:
+    return after - before
+
+
+@dataclass
+class VmStages:
+    """What moved at each stage of one receiving VM during the load."""
+
+    vm: str
+    tap_to_guest: int = 0
+    tap_dropped: int = 0
+    nic_rx: int = 0
+    nic_dropped: int = 0
+    gro_cells_dropped: dict[str, int] = field(default_factory=dict)
+    veth_dropped: dict[str, int] = field(default_factory=dict)
+    softnet: dict[str, int] = field(default_factory=dict)
+    backlog: list[BacklogSample] = field(default_factory=list)
+    sockets: dict[str, dict[str, int]] = field(default_factory=dict)
+    prism_stat: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def peak_backlog(self) -> int:
+        return max((b.peak for b in self.backlog), default=0)
+
+    @property
+    def guest_drops(self) -> int:
+        return (self.nic_dropped + sum(self.gro_cells_dropped.values()) + self.softnet.get("dropped", 0)
+                + sum(self.veth_dropped.values()) + sum(s.get("RcvbufErrors", 0) for s in self.sockets.values()))
+
+    @property
+    def saturated(self) -> bool:
+        """The receiver could not keep up: drops, softirq out of budget, or a standing backlog."""
+        return (self.softnet.get("dropped", 0) > 0 or self.softnet.get("time_squeeze", 0) > 0
+                or self.peak_backlog >= QUEUE_THRESHOLD or self.tap_dropped > 0)
+
+    @property
+    def queued_in_guest(self) -> bool:
+        """A queue formed in a guest kernel stage (backlog or gro_cells), where a kernel mechanism can act."""
+        return (self.peak_backlog >= QUEUE_THRESHOLD or self.softnet.get("dropped", 0) > 0
+                or sum(self.gro_cells_dropped.values()) > 0)
+
+    def where(self) -> str:
+        peak = max(self.backlog, key=lambda b: b.peak, default=None)
+        backlog = f"peak backlog {peak.peak} on cpu{peak.cpu} (mean {peak.mean:.0f})" if peak else "backlog not sampled"
+        return (f"{self.vm}: {backlog}; drops: tap {self.tap_dropped}, nic {self.nic_dropped}, "
+                f"gro_cells {sum(self.gro_cells_dropped.values())}, backlog {self.softnet.get('dropped', 0)}, "
+                f"veth {sum(self.veth_dropped.values())}, "
+                f"socket {sum(s.get('RcvbufErrors', 0) for s in self.sockets.values())}; "
+                f"time_squeeze {self.softnet.get('time_squeeze', 0)}")
+
+    def to_dict(self) -> dict:
+        return {"vm": self.vm, "host_tap": {"to_guest": self.tap_to_guest, "dropped": self.tap_dropped},
+                "nic": {"rx": self.nic_rx, "dropped": self.nic_dropped}, "gro_cells_dropped": self.gro_cells_dropped,
+                "softnet": self.softnet, "backlog": [b.__dict__ for b in self.backlog],
+                "veth_dropped": self.veth_dropped, "sockets": self.sockets, "prism_stat": self.prism_stat,
+                "peak_backlog": self.peak_backlog, "guest_drops": self.guest_drops,
+                "saturated": self.saturated, "queued_in_guest": self.queued_in_guest, "where": self.where()}
+
+
+def parse_prism_stat(text: str | None) -> dict[str, int]:
+    """Totals over CPUs of /proc/net/prism_stat (a header line, then `cpu v1 v2 …` per CPU)."""
+    if not text or not text.strip():
+        return {}
+    lines = [line.split() for line in text.strip().splitlines()]
+    header = lines[0][1:]
+    totals = dict.fromkeys(header, 0)
+    for row in lines[1:]:
+        for name, value in zip(header, row[1:], strict=False):
+            totals[name] += int(value)
+    return totals
+
+
+class StageWatch:
+    """Counters before and after, and the backlog sampled in between, on the receiving VMs."""
+
+    def __init__(self, deployment, vms: list[str], interval_us: int = 5000):
+        self.deployment = deployment
+        self.vms = vms
+        self.interval_us = interval_us
+        self._pids = {vm: {c.name: self.deployment.container(c.name).pid()
+                           for c in deployment.topology.vm(vm).containers} for vm in vms}
+        self.before: Snapshot | None = None
+        self.result: dict[str, VmStages] = {}
+
+    def _snapshot(self) -> Snapshot:
+        d = self.deployment
+        host = parse_ip_link(d.host_run(["ip", "-s", "-j", "link", "show"]).stdout)
+        taps = {vm: host[d.vm(vm).spec.nics[0].tap] for vm in self.vms}
+        vms = {}
+        for vm in self.vms:
+            pids = self._pids[vm]
+            parts = ["cat /proc/net/softnet_stat", "ip -s -j link show"]
+            parts += [f"cat /proc/{pid}/net/snmp" for pid in pids.values()]
+            parts.append("cat /proc/net/prism_stat 2>/dev/null || true")
+            script = f"; echo {_MARK}; ".join(parts)
+            out = d.vm(vm).run(script, timeout=30, check=True).stdout.split(_MARK + "\n")
+            snmp = {name: parse_snmp(out[2 + i]) for i, name in enumerate(pids)}
+            vms[vm] = VmCounters(parse_softnet(out[0]), parse_ip_link(out[1]), snmp, out[-1] or None)
+        return Snapshot(taps, vms)
+
+    def __enter__(self) -> StageWatch:
+        self.before = self._snapshot()
+        for vm in self.vms:
+            self.deployment.vm(vm).run(
+                f"(prism-stagemon -i {self.interval_us} > {STAGEMON}.out 2>&1 & echo $! > {STAGEMON}.pid)", check=True)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        samples = {}
+        for vm in self.vms:
+            out = self.deployment.vm(vm).run(
+                f"kill $(cat {STAGEMON}.pid) && while kill -0 $(cat {STAGEMON}.pid) 2>/dev/null; do sleep 0.05; done;"
+                f" cat {STAGEMON}.out", timeout=30)
+            samples[vm] = parse_stagemon(out.stdout)
+        if exc[0] is None:
+            self.result = stages_between(self.before, self._snapshot(), samples, self.deployment.topology)
+
+
+def stages_between(before: Snapshot, after: Snapshot, samples: dict[str, list[BacklogSample]], topology) -> dict:
+    """Per VM, what moved at each stage between two snapshots."""
+    vxlans = {vxlan_name(o.vni) for o in topology.overlays}
+    out = {}
+    for vm, a in after.vms.items():
+        b = before.vms[vm]
+        s = VmStages(vm, backlog=samples.get(vm, []))
+        s.tap_to_guest = _delta(after.taps[vm].tx_packets, before.taps[vm].tx_packets)
+        s.tap_dropped = _delta(after.taps[vm].tx_dropped, before.taps[vm].tx_dropped)
+        if "eth0" in a.links:
+            s.nic_rx = _delta(a.links["eth0"].rx_packets, b.links["eth0"].rx_packets)
+            s.nic_dropped = _delta(a.links["eth0"].rx_dropped, b.links["eth0"].rx_dropped)
+        for name, link in a.links.items():
+            if name not in b.links:
+                continue
+            dropped = _delta(link.rx_dropped, b.links[name].rx_dropped)
+            if name in vxlans:
+                s.gro_cells_dropped[name] = dropped
+            elif name.startswith("v-"):
+                s.veth_dropped[name] = dropped + _delta(link.tx_dropped, b.links[name].tx_dropped)
+        before_rows = {r.cpu: r for r in b.softnet}
+        totals = dict.fromkeys(("processed", "dropped", "time_squeeze", "received_rps", "flow_limit"), 0)
+        for row in a.softnet:
+            prev = before_rows.get(row.cpu)
+            for key in totals:
+                totals[key] += getattr(row, key) - (getattr(prev, key) if prev else 0)
+        s.softnet = totals
+        for name, counters in a.snmp.items():
+            prev = b.snmp.get(name, {})
+            s.sockets[name] = {k: counters[k] - prev.get(k, 0) for k in ("InDatagrams", "RcvbufErrors", "InErrors")
+                               if k in counters}
+        pa, pb = parse_prism_stat(a.prism_stat), parse_prism_stat(b.prism_stat)
+        s.prism_stat = {k: v - pb.get(k, 0) for k, v in pa.items()}
+        out[vm] = s
+    return out
+
+
+def rps_script(device: str, cpus: tuple[int, ...]) -> str:
+    """Guest shell that steers a device's receive processing to cpus (RPS), on every rx queue."""
+    mask = format(sum(1 << c for c in cpus), "x")
+    return (f"for q in /sys/class/net/{shlex.quote(device)}/queues/rx-*; do echo {mask} > $q/rps_cpus; done;"
+            f" cat /sys/class/net/{shlex.quote(device)}/queues/rx-0/rps_cpus")

@@ -1,0 +1,138 @@
+"""Run a traffic mix on a deployment: reflectors, bulk, probes, stage counters.
+
+The order is fixed so every kernel sees the same thing: tuning and the
+receivers' programs first, then bulk (floods and iperf3), `settle` seconds
+for queues to reach their steady state, the probe schedule, and the counters
+around all of it. What comes back is plain data (MixRun) for verdicts and
+reports.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import weakref
+from dataclasses import dataclass, field
+
+from .bulk import FloodReport, HostFlood, Iperf3Report, parse_iperf3
+from .errors import VerdictError
+from .mix import Mix
+from .prober import HostProber, ProbeRun
+from .stagewatch import StageWatch, VmStages, rps_script
+from .verdict import RunResults
+
+_started: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # deployment -> set of programs it runs
+
+
+@dataclass
+class MixRun:
+    """One mix on one kernel: every probe, every bulk report, every stage's counters."""
+
+    mix: Mix
+    probes: ProbeRun
+    floods: list[FloodReport] = field(default_factory=list)
+    iperf3: list[Iperf3Report] = field(default_factory=list)
+    stages: dict[str, VmStages] = field(default_factory=dict)
+    seconds: float = 0.0
+    host_load: tuple[float, float] = (0.0, 0.0)  # 1-minute load average before and after
+
+    def results(self) -> RunResults:
+        return self.probes.results()
+
+    @property
+    def saturated(self) -> bool:
+        return any(s.saturated for s in self.stages.values())
+
+    @property
+    def queued_in_guest(self) -> bool:
+        return any(s.queued_in_guest for s in self.stages.values())
+
+    def validity(self) -> str | None:
+        """None when the run is what it claims; else why it is not (a loaded run that loaded nothing)."""
+        if not self.mix.loaded:
+            return None
+        if not self.saturated:
+            return ("invalid: the mix is loaded but no receiver saturated (no backlog, drop or time squeeze): "
+                    + "; ".join(s.where() for s in self.stages.values()))
+        return None
+
+
+def receivers(deployment, mix: Mix) -> list[str]:
+    """VMs that receive any of the mix's traffic, in topology order."""
+    dsts = {p.dst for p in mix.probes} | {f.dst for f in mix.floods} | {i.dst for i in mix.iperf3}
+    return [vm.name for vm in deployment.topology.vms if any(c.name in dsts for c in vm.containers)]
+
+
+def prepare(deployment, mix: Mix) -> None:
+    """Tuning and the receivers' programs; idempotent per deployment, so loaded and unloaded runs share them."""
+    done = _started.setdefault(deployment, set())
+    t = deployment.topology
+    for vm_name, tuning in mix.tuning.items():
+        vm = deployment.vm(vm_name)
+        for device, cpus in tuning.rps.items():
+            name = next((f"vx{o.vni}" for o in t.overlays if o.name == device), device)
+            if ("rps", vm_name, name, cpus) not in done:
+                vm.run(rps_script(name, cpus), check=True)
+                done.add(("rps", vm_name, name, cpus))
+        for key, value in tuning.sysctl.items():
+            vm.run(["sysctl", "-q", "-w", f"{key}={value}"], check=True)
+    programs = {(p.dst, f"prism-reflector -u -t -p {p.dport}") for p in mix.probes if p.protocol == "udp"}
+    programs |= {(f.dst, f"prism-reflector -u -s -p {f.dport}") for f in mix.floods}
+    for container, command in sorted(programs):
+        if (container, command) not in done:
+            deployment.container(container).spawn(command)
+            done.add((container, command))
+
+
+def _start_iperf3(deployment, mix: Mix, seconds: float) -> None:
+    for spec in mix.iperf3:
+        dst = deployment.container(spec.dst)
+        dst.exec(f"rm -f /tmp/iperf3-{spec.name}*.json", check=True)
+        dst.spawn(spec.server_command())
+    time.sleep(0.3)
+    for spec in mix.iperf3:
+        deployment.container(spec.src).exec(f"rm -f /tmp/iperf3-{spec.name}.json", check=True)
+        deployment.container(spec.src).spawn(spec.client_command(deployment.container(spec.dst).address, seconds))
+
+
+def _collect_iperf3(deployment, mix: Mix, deadline: float) -> list[Iperf3Report]:
+    reports = []
+    for spec in mix.iperf3:
+        src = deployment.container(spec.src)
+        text = ""
+        while time.monotonic() < deadline:
+            text = src.exec(f"cat /tmp/iperf3-{spec.name}.json 2>/dev/null").stdout
+            if '"end"' in text or '"error"' in text:
+                break
+            time.sleep(0.5)
+        reports.append(parse_iperf3(spec.name, spec.protocol, text))
+    return reports
+
+
+def run_mix(deployment, mix: Mix, grace: float = 2.0) -> MixRun:
+    """Run mix once; raises VerdictError when a probe path never answers."""
+    mix.validate(deployment.topology)
+    prepare(deployment, mix)
+    start = time.monotonic()
+    load_before = os.getloadavg()[0]
+    bulk_seconds = mix.settle + mix.probe_seconds + grace
+    floods = [HostFlood(deployment, spec) for spec in mix.floods]
+    with StageWatch(deployment, receivers(deployment, mix)) as watch:
+        _start_iperf3(deployment, mix, bulk_seconds + 1)
+        entered = []
+        try:
+            for flood in floods:
+                flood.__enter__()
+                entered.append(flood)
+            time.sleep(mix.settle)
+            probe_run = HostProber(deployment, mix.probes, grace=grace).run()
+        finally:
+            for flood in reversed(entered):
+                flood.__exit__(None, None, None)
+        iperf = _collect_iperf3(deployment, mix, time.monotonic() + bulk_seconds + 15)
+    run = MixRun(mix, probe_run, [f.report for f in floods], iperf, watch.result,
+                 time.monotonic() - start, (load_before, os.getloadavg()[0]))
+    for report in iperf:
+        if report.error:
+            raise VerdictError(f"mix {mix.name}: iperf3 flow {report.name}: {report.error}")
+    return run

@@ -1,0 +1,77 @@
+"""Stage accounting from snapshots: what moved where, and what it says about the load."""
+
+from __future__ import annotations
+
+from testbed import topology as topology_mod
+from testbed.stages import LinkStats, SoftnetRow
+from testbed.stagewatch import (
+    QUEUE_THRESHOLD,
+    BacklogSample,
+    Snapshot,
+    VmCounters,
+    parse_prism_stat,
+    parse_stagemon,
+    rps_script,
+    stages_between,
+)
+
+
+def test_parse_stagemon():
+    out = "cpu 0 samples 100 peak 3 mean 0.10 nonempty 4\ncpu 1 samples 100 peak 1195 mean 39.60 nonempty 38\n"
+    assert parse_stagemon(out) == [BacklogSample(0, 100, 3, 0.1, 4), BacklogSample(1, 100, 1195, 39.6, 38)]
+    assert parse_stagemon("garbage\n") == []
+
+
+def test_parse_prism_stat_totals_over_cpus():
+    text = "cpu classified prio_enqueued\n0 5 2\n1 7 1\n"
+    assert parse_prism_stat(text) == {"classified": 12, "prio_enqueued": 3}
+    assert parse_prism_stat(None) == {} and parse_prism_stat("  \n") == {}
+
+
+def link(name, rx=0, rxd=0, tx=0, txd=0):
+    return LinkStats(name, rx, rxd, tx, txd)
+
+
+def row(cpu, processed=0, dropped=0, squeeze=0):
+    return SoftnetRow(cpu, processed, dropped, squeeze, 0, 0, 0)
+
+
+def snapshot(tap_tx, tap_drop, vx_drop, backlog_drop, rcvbuf, squeeze=0):
+    counters = VmCounters(
+        softnet=[row(0, 100), row(1, 200, backlog_drop, squeeze)],
+        links={"eth0": link("eth0", rx=tap_tx), "vx42": link("vx42", rxd=vx_drop), "v-s1": link("v-s1")},
+        snmp={"s1": {"InDatagrams": 10, "RcvbufErrors": rcvbuf, "InErrors": rcvbuf}},
+        prism_stat=None)
+    return Snapshot(taps={"server": link("tap1", tx=tap_tx, txd=tap_drop)}, vms={"server": counters})
+
+
+def test_stages_between_takes_deltas_per_stage():
+    topo = topology_mod.load("two-vm")
+    before = snapshot(1000, 5, 1, 2, 0)
+    after = snapshot(61000, 5, 301, 802, 40, squeeze=9)
+    s = stages_between(before, after, {"server": [BacklogSample(1, 10, 900, 300.0, 9)]}, topo)["server"]
+    assert (s.tap_to_guest, s.tap_dropped, s.nic_rx) == (60000, 0, 60000)
+    assert s.gro_cells_dropped == {"vx42": 300} and s.softnet["dropped"] == 800 and s.softnet["time_squeeze"] == 9
+    assert s.sockets["s1"]["RcvbufErrors"] == 40
+    assert s.peak_backlog == 900 and s.saturated and s.queued_in_guest
+    assert s.guest_drops == 300 + 800 + 40
+    assert "peak backlog 900 on cpu1" in s.where() and "tap 0" in s.where()
+    assert s.to_dict()["queued_in_guest"] is True
+
+
+def test_an_idle_receiver_is_neither_saturated_nor_queued():
+    topo = topology_mod.load("two-vm")
+    s = stages_between(snapshot(10, 0, 0, 0, 0), snapshot(20, 0, 0, 0, 0),
+                       {"server": [BacklogSample(1, 10, QUEUE_THRESHOLD - 1, 0.5, 1)]}, topo)["server"]
+    assert not s.saturated and not s.queued_in_guest
+
+
+def test_a_queue_only_in_the_host_tap_is_saturation_outside_the_guest():
+    topo = topology_mod.load("two-vm")
+    s = stages_between(snapshot(10, 0, 0, 0, 0), snapshot(20, 5000, 0, 0, 0), {"server": []}, topo)["server"]
+    assert s.saturated and not s.queued_in_guest
+
+
+def test_rps_script_writes_the_cpu_mask_to_every_rx_queue():
+    script = rps_script("vx42", (1, 3))
+    assert "echo a > $q/rps_cpus" in script and "/sys/class/net/vx42/queues/rx-*" in script
