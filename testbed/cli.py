@@ -74,27 +74,29 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_experiment(args: argparse.Namespace) -> int:
-    """The main job. Today: build and boot each kernel the experiment compares."""
-    image = build_image(load_spec())
-    table = Table(title="prism-testbed experiment: kernels under comparison")
-    for column in ("kernel", "release", "cache", "accel", "vhost", "boot to command", "NIC queues in use"):
-        table.add_column(column)
-    record = {"image": image.key, "kernels": []}
-    for selector in args.kernels:
-        kernel = obtain(selector, None, args.source)
-        choice = accel_mod.choose(args.accel, kernel.bzimage)
-        result, boot = boot_and_run(kernel, image, choice, "uname -r; ethtool -l eth0 | tail -1 | tr -dc 0-9")
-        release, queues = (result.check().stdout.splitlines() + ["?", "?"])[:2]
-        table.add_row(selector, release, "hit" if kernel.cache_hit else "built", choice.accel,
-                      "on" if choice.vhost else "off", f"{boot:.2f}s", queues)
-        record["kernels"].append({"kernel": selector, "release": release, "cache_hit": kernel.cache_hit,
-                                  "accel": choice.as_dict(), "boot_seconds": round(boot, 3), "queues": queues})
-    console.print(table)
-    args.results.mkdir(parents=True, exist_ok=True)
-    (args.results / "experiment.json").write_text(json.dumps(record, indent=2) + "\n")
-    console.print(f"record: {args.results / 'experiment.json'}")
-    console.print("[yellow]the latency experiment (priority vs bulk, prism vs vanilla) and its report "
-                  "are not built yet: they come with the traffic engine and the patch series[/]")
+    """The main job: the mix unloaded and loaded on each kernel (and PRISM mode), then the report."""
+    from .experiment import ExperimentPlan, publish, run_experiment
+
+    plan = ExperimentPlan(kernels=args.kernels, mix=args.mix, prism_settings=args.prism, accel=args.accel,
+                          source=args.source, results=args.results, repeat=args.repeat)
+    result = run_experiment(plan)
+    publish(result)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Merge run records (files or directories) into one table, comparison and plot."""
+    from . import report
+
+    records = report.load_records(args.paths)
+    if args.markdown:
+        sys.stdout.write(report.markdown(records))
+    else:
+        for table in report.rich_tables(records):
+            console.print(table)
+    if args.plot:
+        report.cdf_plot(records, args.plot)
+        console.print(f"plot: {args.plot}", highlight=False)
     return 0
 
 
@@ -153,10 +155,20 @@ def parser() -> argparse.ArgumentParser:
 
     exp = sub.add_parser("experiment", help="the main job: prism vs vanilla")
     exp.add_argument("--kernels", nargs="+", default=["vanilla", "prism"])
+    exp.add_argument("--mix", default="overlay-flood", help="mix from cases/mixes/ or a path")
+    exp.add_argument("--prism", nargs="+", default=["pseudo-sync", "sync", "sync+split"], metavar="MODE[+split]",
+                     help="PRISM settings to measure on PRISM kernels")
+    exp.add_argument("--repeat", type=int, default=1, help="runs per condition")
     exp.add_argument("--source")
     exp.add_argument("--accel", default="auto", choices=("auto", "kvm", "tcg"))
     exp.add_argument("--results", type=Path, default=Path("results"))
     exp.set_defaults(func=cmd_experiment)
+
+    rep = sub.add_parser("report", help="merge run records into one comparison")
+    rep.add_argument("paths", nargs="+", type=Path, metavar="DIR", help="result directories or record files")
+    rep.add_argument("--markdown", action="store_true", help="print markdown (e.g. for a CI job summary)")
+    rep.add_argument("--plot", type=Path, help="also write a CDF plot (PNG) here")
+    rep.set_defaults(func=cmd_report)
 
     cache = sub.add_parser("cache", help="the build cache").add_subparsers(dest="action", required=True)
     cache.add_parser("list", help="list cached kernels and images").set_defaults(func=cmd_cache_list)

@@ -1,0 +1,61 @@
+"""PRISM's sysctls as the experiment sets them, derived from a mix.
+
+The mix says which flows are priority (their ports and DSCP); the kernel's
+classifier is told exactly that, and nothing else, so a mix runs unchanged
+on every kernel. The names are the series' interface
+(kernel-config/patches/prism/): net.core.prism_*.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import TestbedError
+from .mix import Mix
+
+MODES = {"off": 0, "pseudo-sync": 1, "sync": 2}
+PROBE = "/proc/sys/net/core/prism_mode"
+
+
+@dataclass(frozen=True)
+class PrismSetting:
+    """One way to run a PRISM kernel: its mode and whether the NIC stage splits."""
+
+    mode: str = "off"
+    split: bool = False
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"prism mode {self.mode!r} must be one of {', '.join(MODES)}")
+
+    @property
+    def label(self) -> str:
+        return f"prism-{self.mode}{'+split' if self.split else ''}"
+
+    def sysctls(self, mix: Mix) -> dict[str, str]:
+        ports = ",".join(str(p) for p in mix.priority_ports)
+        dscp = ",".join(str(d) for d in mix.priority_dscp)
+        return {"net.core.prism_ports": ports, "net.core.prism_dscp": dscp,
+                "net.core.prism_split": str(int(self.split)), "net.core.prism_mode": str(MODES[self.mode])}
+
+
+def parse_setting(text: str) -> PrismSetting:
+    """`sync`, `pseudo-sync+split`, `off` … as given on the command line."""
+    mode, _, extra = text.partition("+")
+    if extra not in ("", "split"):
+        raise ValueError(f"prism setting {text!r}: only '+split' may follow the mode")
+    return PrismSetting(mode, extra == "split")
+
+
+def has_prism(vm) -> bool:
+    return vm.run(f"test -e {PROBE}").exit_code == 0
+
+
+def apply(deployment, setting: PrismSetting, mix: Mix) -> None:
+    """Set every VM's PRISM sysctls; an empty set is written as an empty list."""
+    for name, vm in deployment.machines.items():
+        if not has_prism(vm):
+            raise TestbedError(f"vm {name}: kernel {vm.spec.kernel} has no {PROBE}: not a PRISM kernel")
+        for key, value in setting.sysctls(mix).items():
+            path = "/proc/sys/" + key.replace(".", "/")
+            vm.run(f"echo '{value}' > {path}", check=True)

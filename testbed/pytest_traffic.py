@@ -1,0 +1,65 @@
+"""pytest side of the traffic engine: the `traffic` fixture and the report at the end.
+
+Every mix a case runs is written as a JSON run record under
+results/<run>/traffic/; at the end of the session all of them are printed
+as one table (and comparison), plotted as one CDF (traffic-cdf.png) and
+written as markdown (traffic.md), the same output `prism-testbed report`
+gives for a directory of records.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from . import mix as mix_mod
+from . import report
+from .pytest_plugin import _state
+from .traffic import MixRun, run_mix
+
+_RECORDS = pytest.StashKey[list]()
+
+
+class Traffic:
+    """Runs mixes on a case's deployment and records each run."""
+
+    def __init__(self, request: pytest.FixtureRequest, deployment, kernel, accel):
+        self.request, self.deployment, self.kernel, self.accel = request, deployment, kernel, accel
+        self.directory: Path = _state(request.config).results / "traffic"
+
+    def mix(self, name: str) -> mix_mod.Mix:
+        return mix_mod.load(name).validate(self.deployment.topology)
+
+    def run(self, mix: mix_mod.Mix) -> MixRun:
+        run = run_mix(self.deployment, mix)
+        case = self.request.node.nodeid
+        record = report.run_record(run, kernel=self.kernel, accel=self.accel, topology=self.deployment.topology,
+                                   case=case)
+        stem = f"{re.sub(r'[^A-Za-z0-9]+', '_', case.split('::')[-1])}-{self.kernel.variant}-{mix.name}"
+        record["_path"] = str(report.write_record(record, self.directory, stem))
+        self.request.config.stash.setdefault(_RECORDS, []).append(record)
+        return run
+
+
+@pytest.fixture(scope="module")
+def traffic(request: pytest.FixtureRequest, topology, kernel, accel) -> Traffic:
+    """Run mixes (testbed.mix) on the module's topology; each run is recorded and reported."""
+    return Traffic(request, topology, kernel, accel)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config) -> None:
+    records = config.stash.get(_RECORDS, [])
+    if not records:
+        return
+    directory = _state(config).results
+    plot = report.cdf_plot(records, directory / "traffic-cdf.png", title="probe RTT, this session")
+    (directory / "traffic.md").write_text(report.markdown(records))
+    from rich.console import Console
+
+    console = Console(file=terminalreporter._tw._file, width=max(160, terminalreporter._tw.fullwidth))
+    terminalreporter.section("prism-testbed traffic")
+    for table in report.rich_tables(records):
+        console.print(table)
+    terminalreporter.write_line(f"records: {directory / 'traffic'}  plot: {plot}  markdown: {directory / 'traffic.md'}")

@@ -1,0 +1,280 @@
+"""Reports: one JSON record per run, a rich table, a latency CDF plot, merged comparisons.
+
+A run record holds everything needed to judge the run again later without
+the VMs: every probe's RTT and flags, every bulk report and stage counter,
+the topology, the kernel's build metadata, the accelerator and vhost, and
+the host's load. `prism-testbed report DIR…` reads any number of records
+(several kernels, several runs) and prints one comparison; nothing in it
+depends on the run that wrote them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import re
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from rich.table import Table
+
+from .errors import ConfigError
+from .latency import FlowSamples, compare, summarize
+
+SCHEMA = "prism-testbed/run/1"
+BASELINE = "vanilla"
+
+
+def run_record(run, *, kernel, accel, topology, case: str = "", label: str | None = None) -> dict:
+    """The JSON record of one MixRun (testbed.traffic) on one kernel.
+
+    label names the condition in tables (default: the kernel's variant;
+    the experiment uses e.g. prism-sync for one PRISM mode).
+    """
+    results = run.results()
+    flows = {}
+    for probe in run.mix.probes:
+        records = results.records(probe.name)
+        samples = results.samples(probe.name)
+        lateness = sorted(run.probes.lateness_ns.get(probe.name, []))
+        flows[probe.name] = {
+            "class": run.mix.classes[probe.name], "protocol": probe.protocol, "dst": probe.dst, "dport": probe.dport,
+            "dscp": probe.dscp, "size": probe.size, "rate": probe.rate,
+            "summary": summarize(samples).to_dict() if samples.count else None,
+            "integrity": results.integrity(probe.name).to_dict(),
+            "send_lateness_us": {"p50": _pct(lateness, 50) / 1000, "p99": _pct(lateness, 99) / 1000,
+                                 "max": (lateness[-1] if lateness else 0) / 1000},
+            # seq, sent_ns, rtt_ns (null: lost), length_ok, crc_ok, extra copies
+            "probes": [[r.seq, r.sent_ns, None if r.received_ns is None else r.received_ns - r.sent_ns,
+                        r.length_ok, r.crc_ok, r.duplicate_count] for r in records],
+        }
+    return {
+        "schema": SCHEMA,
+        "case": case,
+        "label": label or kernel.variant,
+        "mix": {"name": run.mix.name, "loaded": run.mix.loaded, "origin": run.mix.origin,
+                "description": run.mix.description, "settle": run.mix.settle,
+                "floods": [dataclasses.asdict(f) for f in run.mix.floods],
+                "iperf3": [dataclasses.asdict(i) for i in run.mix.iperf3],
+                "tuning": {vm: dataclasses.asdict(t) for vm, t in run.mix.tuning.items()}},
+        "kernel": {"variant": kernel.variant, "release": kernel.release, "bzimage": str(kernel.bzimage),
+                   "metadata": kernel.metadata},
+        "accel": accel.as_dict(),
+        "topology": dataclasses.asdict(topology),
+        "host": {"loadavg_before": run.host_load[0], "loadavg_after": run.host_load[1], "cpus": os.cpu_count(),
+                 "kernel": platform.release()},
+        "seconds": round(run.seconds, 2),
+        "flows": flows,
+        "floods": [f.to_dict() for f in run.floods],
+        "iperf3": [i.to_dict() for i in run.iperf3],
+        "stages": {vm: s.to_dict() for vm, s in run.stages.items()},
+        "saturated": run.saturated,
+        "queued_in_guest": run.queued_in_guest,
+        "validity": run.validity(),
+    }
+
+
+def _pct(sorted_values: Sequence[int], p: float) -> float:
+    if not sorted_values:
+        return 0.0
+    return float(sorted_values[min(len(sorted_values) - 1, int(round(p / 100 * (len(sorted_values) - 1))))])
+
+
+def write_record(record: dict, directory: Path, stem: str) -> Path:
+    """record as DIR/STEM.json, written whole or not at all."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{_safe(stem)}.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(record, indent=1) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_")
+
+
+def load_records(paths: Iterable[Path]) -> list[dict]:
+    """Every run record in the given files and directories (searched recursively)."""
+    records = []
+    for path in paths:
+        if not path.exists():
+            raise ConfigError(f"report: {path} does not exist")
+        files = sorted(path.rglob("*.json")) if path.is_dir() else [path]
+        for f in files:
+            try:
+                data = json.loads(f.read_text())
+            except (OSError, ValueError) as exc:
+                if path.is_dir():
+                    continue  # other JSON files (session.json) live beside the records
+                raise ConfigError(f"report: {f} is not a JSON run record: {exc}") from None
+            if isinstance(data, dict) and data.get("schema") == SCHEMA:
+                data["_path"] = str(f)
+                records.append(data)
+    if not records:
+        raise ConfigError(f"report: no run records ({SCHEMA}) in {', '.join(str(p) for p in paths)}")
+    return records
+
+
+def samples_of(record: dict, flow: str) -> FlowSamples:
+    """RTTs (microseconds) of a flow's intact probes, from the record's raw probes."""
+    probes = record["flows"][flow]["probes"]
+    return FlowSamples(f"{_label(record)}/{record['mix']['name']}/{flow}",
+                       tuple(p[2] / 1000 for p in probes if p[2] is not None and p[3] and p[4]), sent=len(probes))
+
+
+def _label(record: dict) -> str:
+    return record.get("label") or record["kernel"]["variant"]
+
+
+def _ms(us: float | None) -> str:
+    return "-" if us is None else f"{us / 1000:.2f}"
+
+
+def _ci(interval: dict | None) -> str:
+    if not interval or interval.get("low") is None or interval.get("high") is None:
+        return ""
+    return f" [{interval['low'] / 1000:.2f}, {interval['high'] / 1000:.2f}]"
+
+
+def rows(records: list[dict]) -> list[list[str]]:
+    """One row per (kernel, mix, flow): the numbers every report shows."""
+    out = []
+    for r in records:
+        for name, flow in r["flows"].items():
+            s, i = flow["summary"] or {}, flow["integrity"]
+            out.append([_label(r), r["mix"]["name"], name, flow["class"], str(i["received"]),
+                        _ms(s.get("p50")) + _ci(s.get("p50_ci")), _ms(s.get("p90")),
+                        _ms(s.get("p99")) + _ci(s.get("p99_ci")), _ms(s.get("p999")), _ms(s.get("max")),
+                        f"{i['lost']}/{i['duplicated']}/{i['reordered']}/{i['corrupted']}"])
+    return out
+
+
+def stage_rows(records: list[dict]) -> list[list[str]]:
+    """One row per loaded run and receiving VM: did the load load, and where did it queue and drop."""
+    out = []
+    for r in records:
+        if not r["mix"]["loaded"]:
+            continue
+        offered = sum(f["achieved_pps"] for f in r["floods"])
+        goodput = sum(i["bits_per_second"] for i in r["iperf3"]) / 1e6
+        for vm, s in r["stages"].items():
+            soft = s["softnet"]
+            out.append([_label(r), r["mix"]["name"], vm, f"{offered:.0f}", f"{goodput:.1f}" if r["iperf3"] else "-",
+                        str(s["peak_backlog"]), f"{s['host_tap']['dropped']}", str(sum(s["gro_cells_dropped"].values())),
+                        str(soft.get("dropped", 0)), str(sum(x.get("RcvbufErrors", 0) for x in s["sockets"].values())),
+                        str(soft.get("time_squeeze", 0)),
+                        "invalid" if r["validity"] else ("guest" if s["queued_in_guest"] else "outside guest")])
+    return out
+
+
+STAGE_HEADER = ["kernel", "mix", "vm", "flood pps", "iperf3 Mbit/s", "peak backlog", "tap drops", "gro_cells drops",
+                "backlog drops", "socket drops", "squeeze", "queue in"]
+
+
+HEADER = ["kernel", "mix", "flow", "class", "n", "p50 ms [95% CI]", "p90 ms", "p99 ms [95% CI]", "p99.9 ms",
+          "max ms", "lost/dup/reord/corrupt"]
+
+
+def comparisons(records: list[dict], percentile: float = 99) -> list[list[str]]:
+    """Each kernel against the baseline, and each loaded run against its unloaded twin, per flow."""
+    out = []
+    by_key = {(_label(r), r["mix"]["name"]): r for r in records}
+    for (kernel, mix), r in sorted(by_key.items()):
+        classes = {f: v["class"] for f, v in r["flows"].items()}
+        bulk = next((f for f, c in classes.items() if c == "bulk"), None)
+        for flow in r["flows"]:
+            pairs = []
+            if bulk and classes[flow] == "priority":
+                pairs.append((f"{flow} vs {bulk} (same run)", r, r))
+            base = by_key.get((BASELINE, mix))
+            if kernel != BASELINE and base and flow in base["flows"]:
+                pairs.append((f"{kernel} vs {BASELINE}", r, base))
+            twin = by_key.get((kernel, f"{mix}-unloaded"))
+            if twin and flow in twin["flows"]:
+                pairs.append(("loaded vs unloaded", r, twin))
+            for what, a, b in pairs:
+                other = bulk if a is b else flow
+                try:
+                    c = compare(samples_of(a, flow), samples_of(b, other), percentile)
+                except Exception as exc:  # no samples on one side: say so in the table
+                    out.append([mix, flow, kernel, what, "-", "-", str(exc)])
+                    continue
+                out.append([mix, flow, kernel, what, f"{c.ratio:.3f}", c.ratio_ci.text(3), c.verdict])
+    return out
+
+
+COMPARISON_HEADER = ["mix", "flow", "kernel", "comparison", "p99 ratio", "95% CI", "verdict"]
+
+
+def rich_tables(records: list[dict]) -> list[Table]:
+    table = Table(title="priority and bulk latency (RTT)", header_style="bold")
+    for h in HEADER:
+        table.add_column(h, overflow="fold")
+    for row in rows(records):
+        table.add_row(*row)
+    tables = [table]
+    stages = stage_rows(records)
+    if stages:
+        t3 = Table(title="loaded runs: where the queue formed and what dropped", header_style="bold")
+        for h in STAGE_HEADER:
+            t3.add_column(h)
+        for row in stages:
+            t3.add_row(*row)
+        tables.append(t3)
+    comp = comparisons(records)
+    if comp:
+        t2 = Table(title="comparisons (a/b at p99; 'faster' only when the whole CI is below 1)", header_style="bold")
+        for h in COMPARISON_HEADER:
+            t2.add_column(h)
+        for row in comp:
+            t2.add_row(*row)
+        tables.append(t2)
+    return tables
+
+
+def markdown(records: list[dict]) -> str:
+    def table(header: list[str], body: list[list[str]]) -> str:
+        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in body]
+        return "\n".join(lines)
+    parts = ["### PRISM testbed: latency", "", table(HEADER, rows(records))]
+    stages = stage_rows(records)
+    if stages:
+        parts += ["", "### Loaded runs: where the queue formed", "", table(STAGE_HEADER, stages)]
+    comp = comparisons(records)
+    if comp:
+        parts += ["", "### Comparisons at p99", "", table(COMPARISON_HEADER, comp)]
+    return "\n".join(parts) + "\n"
+
+
+def cdf_plot(records: list[dict], path: Path, title: str = "RTT CDF") -> Path:
+    """One CDF curve per (kernel, mix, flow), log-scaled RTT, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5), dpi=110)
+    for r in records:
+        for flow in r["flows"]:
+            xs = sorted(samples_of(r, flow).rtts_us)
+            if not xs:
+                continue
+            ys = [(i + 1) / len(xs) for i in range(len(xs))]
+            style = "-" if r["flows"][flow]["class"] == "priority" else "--"
+            ax.step([x / 1000 for x in xs], ys, style, where="post",
+                    label=f"{_label(r)} {r['mix']['name']} {flow}")
+    ax.set_xscale("log")
+    ax.set_xlabel("round-trip time (ms, log scale)")
+    ax.set_ylabel("fraction of probes")
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
