@@ -63,4 +63,5 @@ def test_priority_integrity_under_load(flood, kernel):
     # them). Every probe must still be accounted for, none duplicated or damaged.
     integrity = assert_intact(loaded.results(), flow="priority", tolerate=("lost", "reordered"))
     assert integrity.received + integrity.lost == integrity.sent
-    assert integrity.received > 0.5 * integrity.sent, integrity.table()
+    # enough of them came back for a p99 to mean something
+    assert integrity.received >= 100, integrity.table()

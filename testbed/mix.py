@@ -33,7 +33,7 @@ _TOP = {"name", "topology", "settle", "flow", "tuning", "description"}
 _PROBE = {"name", "kind", "class", "dst", "protocol", "dport", "dscp", "size", "rate", "count", "start"}
 _FLOOD = {"name", "kind", "class", "dst", "dport", "dscp", "size", "rate", "flows"}
 _IPERF = {"name", "kind", "class", "src", "dst", "protocol", "rate", "size", "port", "streams", "dscp"}
-_TUNING = {"rps", "sysctl"}
+_TUNING = {"rps", "sysctl", "reflector-cpus"}
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,9 @@ class Tuning:
 
     rps: dict[str, tuple[int, ...]] = field(default_factory=dict)  # overlay or interface -> CPUs
     sysctl: dict[str, str] = field(default_factory=dict)
+    # CPUs the VM's reflectors are pinned to; () leaves them to the scheduler. A reflector that
+    # migrates sends a flow's replies through two CPUs' backlogs and TX queues, which reorders them.
+    reflector_cpus: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -107,11 +110,15 @@ class Mix:
         for vm_name, tuning in self.tuning.items():
             if vm_name not in vms:
                 raise ConfigError(f"{where}: [tuning.{vm_name}]: no vm {vm_name!r} in topology {topology.name}")
-            for device, cpus in tuning.rps.items():
+            pinned = {f"rps {d}": cpus for d, cpus in tuning.rps.items()}
+            if tuning.reflector_cpus:
+                pinned["reflector-cpus"] = tuning.reflector_cpus
+            for what, cpus in pinned.items():
                 bad = [c for c in cpus if not 0 <= c < vms[vm_name].vcpus]
                 if bad or not cpus:
-                    raise ConfigError(f"{where}: [tuning.{vm_name}] rps {device}: CPUs {list(cpus)} must be "
+                    raise ConfigError(f"{where}: [tuning.{vm_name}] {what}: CPUs {list(cpus)} must be "
                                       f"non-empty and below the VM's {vms[vm_name].vcpus} vCPUs")
+            for device in tuning.rps:
                 if device not in overlays and not device.startswith("eth"):
                     raise ConfigError(f"{where}: [tuning.{vm_name}] rps: {device!r} is neither an overlay "
                                       f"({', '.join(sorted(overlays))}) nor a guest ethN interface")
@@ -187,7 +194,10 @@ def from_dict(data: dict, origin: str) -> Mix:
                 raise ConfigError(f"{where}: rps {device} must be a list of CPU numbers")
             rps[device] = tuple(cpus)
         sysctl = {k: str(v) for k, v in as_table(t.get("sysctl", {}), f"{where} sysctl").items()}
-        tuning[vm_name] = Tuning(rps=rps, sysctl=sysctl)
+        pins = typed(t, "reflector-cpus", list, where, [])
+        if not all(isinstance(c, int) and not isinstance(c, bool) for c in pins):
+            raise ConfigError(f"{where}: reflector-cpus must be a list of CPU numbers")
+        tuning[vm_name] = Tuning(rps=rps, sysctl=sysctl, reflector_cpus=tuple(pins))
     if not probes:
         raise ConfigError(f"{origin}: a mix needs at least one probe flow")
     return Mix(name=typed(data, "name", str, origin), topology=typed(data, "topology", str, origin),

@@ -182,13 +182,14 @@ class ContainerHandle:
         result = CommandResult(command, result.exit_code, result.stdout, result.stderr, result.seconds)
         return result.check() if check else result
 
-    def spawn(self, command: str) -> None:
+    def spawn(self, command: str, log: str | None = None) -> None:
         """Start command (a shell line) in the container and leave it running.
 
-        Its output goes to /tmp/<first word>.log inside the container: the
-        agent's pipes must not stay open, or the agent's exec never ends.
+        Its output goes to log (default /tmp/<first word>.log) inside the
+        container: the agent's pipes must not stay open, or the agent's exec
+        never ends.
         """
-        log = f"/tmp/{command.split()[0].rsplit('/', 1)[-1]}.log"
+        log = log or f"/tmp/{command.split()[0].rsplit('/', 1)[-1]}.log"
         inner = f"exec {command} </dev/null >{log} 2>&1"
         self.machine.run(f"crun exec --detach {self.name} /bin/sh -c {shlex.quote(inner)} </dev/null >/dev/null 2>&1",
                          check=True)

@@ -76,11 +76,17 @@ def prepare(deployment, mix: Mix) -> None:
                 done.add(("rps", vm_name, name, cpus))
         for key, value in tuning.sysctl.items():
             vm.run(["sysctl", "-q", "-w", f"{key}={value}"], check=True)
-    programs = {(p.dst, f"prism-reflector -u -t -p {p.dport}") for p in mix.probes if p.protocol == "udp"}
-    programs |= {(f.dst, f"prism-reflector -u -s -p {f.dport}") for f in mix.floods}
-    for container, command in sorted(programs):
+    def pin(container: str) -> str:
+        vm = next(vm.name for vm, c in t.containers() if c.name == container)
+        cpus = mix.tuning[vm].reflector_cpus if vm in mix.tuning else ()
+        return f"taskset -c {','.join(map(str, cpus))} " if cpus else ""
+
+    programs = {(p.dst, p.dport, f"{pin(p.dst)}prism-reflector -u -t -p {p.dport}")
+                for p in mix.probes if p.protocol == "udp"}
+    programs |= {(f.dst, f.dport, f"prism-reflector -u -s -p {f.dport}") for f in mix.floods}
+    for container, port, command in sorted(programs):
         if (container, command) not in done:
-            deployment.container(container).spawn(command)
+            deployment.container(container).spawn(command, log=f"/tmp/prism-reflector-{port}.log")
             done.add((container, command))
 
 

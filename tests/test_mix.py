@@ -16,6 +16,7 @@ topology = "two-vm"
 [tuning.server]
 rps = { ov0 = [1] }
 sysctl = { "net.core.netdev_max_backlog" = 2000 }
+reflector-cpus = [0]
 [[flow]]
 name = "priority"
 dst = "s1"
