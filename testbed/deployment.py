@@ -25,6 +25,7 @@ from .overlay import (
     container_start_script,
     guest_network_script,
     host_overlay_address,
+    host_overlay_address6,
     host_overlay_mac,
     remote_macs,
     vteps,
@@ -79,7 +80,7 @@ class Deployment:
             prefix = int(overlay.subnet.split("/")[1])
             self.fabric.add_vtep(overlay.vni, t.traffic_port_address, host_overlay_address(t, overlay.name), prefix,
                                  overlay.mtu, host_overlay_mac(t, overlay.name), peers,
-                                 remote_macs(t, overlay.name, "host"))
+                                 remote_macs(t, overlay.name, "host"), host_overlay_address6(t, overlay.name))
         for index, vm in enumerate(t.vms):
             nics = tuple(NicSpec(tap=self.fabric.add_tap(nic.queues), mac=f"52:54:00:00:{index:02x}:{n:02x}",
                                  queues=nic.queues, speed_mbps=nic.speed, vhost=self.accel.vhost)

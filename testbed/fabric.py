@@ -123,7 +123,7 @@ class Fabric:
         return TRAFFIC_PORT
 
     def add_vtep(self, vni: int, local: str, overlay_address: str, prefix: int, mtu: int, mac: str,
-                 peers: list[str], remote_macs: list[tuple[str, str]]) -> str:
+                 peers: list[str], remote_macs: list[tuple[str, str]], overlay_address6: str | None = None) -> str:
         """The host's VXLAN endpoint on the traffic port: vxlan + bridge + address.
 
         Laid out like a guest's (learning off, static FDB): flood entries for
@@ -135,6 +135,8 @@ class Fabric:
         ip("link", "add", br, "mtu", str(mtu), "address", mac, "type", "bridge", netns=self.netns)
         ip("link", "set", vx, "master", br, "up", netns=self.netns)
         ip("addr", "add", f"{overlay_address}/{prefix}", "dev", br, netns=self.netns)
+        if overlay_address6:
+            ip("addr", "add", f"{overlay_address6}/64", "dev", br, "nodad", netns=self.netns)
         ip("link", "set", br, "up", netns=self.netns)
         for peer in peers:
             _bridge("fdb", "append", "00:00:00:00:00:00", "dev", vx, "dst", peer, netns=self.netns)

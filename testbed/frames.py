@@ -13,12 +13,13 @@ import zlib
 from dataclasses import dataclass
 
 from scapy.layers.inet import ICMP, IP, UDP
+from scapy.layers.inet6 import ICMPv6EchoRequest, IPv6
 from scapy.layers.l2 import Ether
 from scapy.layers.vxlan import VXLAN
 from scapy.packet import Raw
 
 from .netns import interface_mac
-from .overlay import host_overlay_address, host_overlay_mac
+from .overlay import host_overlay_address, host_overlay_address6, host_overlay_mac
 from .topology import VXLAN_PORT
 
 UDP_PROTO = "udp"
@@ -36,6 +37,7 @@ class FrameSpec:
     dscp: int = 0
     protocol: str = UDP_PROTO
     icmp_id: int = 0
+    ip: int = 4  # the inner packet's IP version
 
 
 def outer_source_port(spec: FrameSpec, address: str) -> int:
@@ -54,11 +56,17 @@ def template(deployment, spec: FrameSpec) -> bytes:
     vm = next(vm for vm, c in t.containers() if c.name == spec.dst)
     overlay = t.overlay(container.overlay)
     tos = spec.dscp << 2
+    if spec.ip == 6:
+        # IPv6 makes the UDP checksum mandatory: the sender fills it in per packet, as for ICMP
+        l3 = IPv6(src=host_overlay_address6(t, overlay.name), dst=overlay.address6(container.address), tc=tos, hlim=64)
+    else:
+        l3 = IP(src=host_overlay_address(t, overlay.name), dst=container.address, ttl=64, tos=tos, id=0, flags="DF")
     if spec.protocol == UDP_PROTO:
         inner = UDP(sport=spec.sport, dport=spec.dport, chksum=0)
     elif spec.protocol == ICMP_PROTO:
         # the checksum covers the payload; the sender fixes it per packet
-        inner = ICMP(type=8, id=spec.icmp_id, seq=0, chksum=0)
+        inner = (ICMPv6EchoRequest(id=spec.icmp_id, seq=0, cksum=0) if spec.ip == 6
+                 else ICMP(type=8, id=spec.icmp_id, seq=0, chksum=0))
     else:
         raise ValueError(f"protocol {spec.protocol!r}: frames are udp or icmp")
     frame = (
@@ -67,7 +75,7 @@ def template(deployment, spec: FrameSpec) -> bytes:
         / UDP(sport=outer_source_port(spec, container.address), dport=VXLAN_PORT, chksum=0)
         / VXLAN(vni=overlay.vni, flags=0x08)
         / Ether(src=host_overlay_mac(t, overlay.name), dst=container.mac)
-        / IP(src=host_overlay_address(t, overlay.name), dst=container.address, ttl=64, tos=tos, id=0, flags="DF")
+        / l3
         / inner
         / Raw(bytes(spec.size))
     )
@@ -82,3 +90,8 @@ def internet_checksum(data: bytes) -> int:
     while total >> 16:
         total = (total & 0xFFFF) + (total >> 16)
     return ~total & 0xFFFF
+
+
+def pseudo_header6(frame: bytes, l3: int, proto: int, length: int) -> bytes:
+    """The IPv6 pseudo-header (RFC 8200 8.1) for the packet whose IPv6 header starts at l3."""
+    return frame[l3 + 8:l3 + 40] + length.to_bytes(4, "big") + b"\0\0\0" + bytes([proto])

@@ -57,6 +57,11 @@ def host_overlay_address(topology: Topology, overlay_name: str) -> str:
     return str(ipaddress.IPv4Network(topology.overlay(overlay_name).subnet).network_address + 1)
 
 
+def host_overlay_address6(topology: Topology, overlay_name: str) -> str:
+    overlay = topology.overlay(overlay_name)
+    return overlay.address6(host_overlay_address(topology, overlay_name))
+
+
 def host_overlay_mac(topology: Topology, overlay_name: str) -> str:
     return docker_mac(host_overlay_address(topology, overlay_name))
 
@@ -103,6 +108,7 @@ def guest_network_script(topology: Topology, vm: Vm) -> str:
                 f"ip -n {c.name} link set lo up",
                 f"ip -n {c.name} link set eth0 address {c.mac} mtu {overlay.mtu} up",
                 f"ip -n {c.name} addr add {c.address}/{prefix} dev eth0",
+                f"ip -n {c.name} addr add {overlay.address6(c.address)}/64 dev eth0 nodad",
             ]
     return "\n".join(lines) + "\n"
 

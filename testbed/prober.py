@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from . import frames, probe
 from .errors import VerdictError
 from .netns import socket_in
-from .overlay import host_overlay_address
+from .overlay import host_overlay_address, host_overlay_address6
 from .topology import VXLAN_PORT
 from .verdict import ProbeRecord, RunResults
 
@@ -51,10 +51,13 @@ class ProbeFlow:
     dscp: int = 0
     start: float = 0.0  # seconds after the session starts
     protocol: str = "udp"  # udp (to a reflector) or icmp (echo, answered by the container's kernel)
+    ip: int = 4  # inner IP version: 4 or 6
 
     def __post_init__(self) -> None:
         if self.protocol not in PROBE_PROTOCOLS:
             raise ValueError(f"flow {self.name}: protocol {self.protocol!r} must be one of {', '.join(PROBE_PROTOCOLS)}")
+        if self.ip not in (4, 6):
+            raise ValueError(f"flow {self.name}: ip {self.ip} must be 4 or 6")
         if not probe.MIN_SIZE <= self.size <= 1400:
             raise ValueError(f"flow {self.name}: size {self.size} must be {probe.MIN_SIZE}-1400 bytes")
         if not 0 < self.rate <= 20_000:
@@ -83,23 +86,35 @@ def probe_template(deployment, flow: ProbeFlow) -> bytes:
     """The whole frame of one probe of flow, with a payload to be replaced."""
     return frames.template(deployment, frames.FrameSpec(dst=flow.dst, sport=flow.source_port, dport=flow.dport,
                                                         size=flow.size, dscp=flow.dscp, protocol=flow.protocol,
-                                                        icmp_id=flow.source_port))
+                                                        icmp_id=flow.source_port, ip=flow.ip))
 
 
 def probe_frame(template: bytes, flow: ProbeFlow, seq: int, payload: bytes) -> bytes:
-    """template with this probe's payload (and, for ICMP, its sequence number and checksum)."""
-    if flow.protocol != "icmp":
+    """template with this probe's payload, and the fields that depend on it.
+
+    IPv4 UDP goes without a checksum (allowed, and what tunnels do); ICMP
+    carries the sequence number and a checksum of the payload; over IPv6
+    both ICMPv6 and UDP checksums are mandatory and cover a pseudo-header.
+    """
+    if flow.protocol != "icmp" and flow.ip == 4:
         return template[:-flow.size] + payload
-    head = len(template) - flow.size - ICMP_HEADER
-    icmp = bytearray(template[head:head + ICMP_HEADER])
-    struct.pack_into("!HH", icmp, 2, 0, 0)
-    struct.pack_into("!H", icmp, 6, seq & 0xFFFF)
-    struct.pack_into("!H", icmp, 2, frames.internet_checksum(bytes(icmp) + payload))
-    return template[:head] + bytes(icmp) + payload
+    head = len(template) - flow.size - ICMP_HEADER  # UDP's header is 8 bytes too
+    l4 = bytearray(template[head:head + ICMP_HEADER])
+    struct.pack_into("!H", l4, 2 if flow.protocol == "icmp" else 6, 0)
+    if flow.protocol == "icmp":
+        struct.pack_into("!H", l4, 6, seq & 0xFFFF)
+    segment = bytes(l4) + payload
+    if flow.ip == 6:
+        proto = 58 if flow.protocol == "icmp" else 17
+        segment_sum = frames.internet_checksum(frames.pseudo_header6(template, head - 40, proto, len(segment)) + segment)
+    else:
+        segment_sum = frames.internet_checksum(segment)
+    struct.pack_into("!H", l4, 2 if flow.protocol == "icmp" else 6, segment_sum or 0xFFFF)
+    return template[:head] + bytes(l4) + payload
 
 
 def parse_reply(frame: bytes) -> bytes | None:
-    """The inner payload of a VXLAN/IPv4 frame carrying UDP or an ICMP echo reply, or None."""
+    """The inner payload of a VXLAN/IPv4 frame carrying UDP or an ICMP echo reply, inner IPv4 or IPv6, or None."""
     if len(frame) < 14 + 20 + 8 + 8 + 14 + 20 + 8 or frame[12:14] != b"\x08\x00":
         return None
     ihl = (frame[14] & 0x0F) * 4
@@ -109,18 +124,19 @@ def parse_reply(frame: bytes) -> bytes | None:
     if struct.unpack_from("!H", frame, udp + 2)[0] != VXLAN_PORT:
         return None
     inner = udp + 8 + 8
-    if frame[inner + 12:inner + 14] != b"\x08\x00":
+    l3 = inner + 14
+    if frame[inner + 12:inner + 14] == b"\x08\x00" and len(frame) >= l3 + 20:
+        end = min(len(frame), l3 + struct.unpack_from("!H", frame, l3 + 2)[0])
+        transport, proto, echo_reply = l3 + (frame[l3] & 0x0F) * 4, frame[l3 + 9], (1, 0)
+    elif frame[inner + 12:inner + 14] == b"\x86\xdd" and len(frame) >= l3 + 40:
+        end = min(len(frame), l3 + 40 + struct.unpack_from("!H", frame, l3 + 4)[0])
+        transport, proto, echo_reply = l3 + 40, frame[l3 + 6], (58, 129)
+    else:
         return None
-    inner_ip = inner + 14
-    if len(frame) < inner_ip + 20:
-        return None
-    total = struct.unpack_from("!H", frame, inner_ip + 2)[0]
-    transport = inner_ip + (frame[inner_ip] & 0x0F) * 4
-    end = min(len(frame), inner_ip + total)
-    if frame[inner_ip + 9] == 17 and end >= transport + 8:
+    if proto == 17 and end >= transport + 8:
         length = struct.unpack_from("!H", frame, transport + 4)[0]
         return frame[transport + 8:transport + length]
-    if frame[inner_ip + 9] == 1 and end >= transport + ICMP_HEADER and frame[transport] == 0:
+    if (proto, frame[transport] if end > transport else -1) == echo_reply and end >= transport + ICMP_HEADER:
         return frame[transport + ICMP_HEADER:end]
     return None
 
@@ -156,10 +172,15 @@ class HostProber:
         # goes back into the overlay.
         sinks = []
         for flow in (f for f in self.flows if f.protocol == "udp"):
-            sink = socket_in(netns, socket.AF_INET, socket.SOCK_DGRAM)
-            sink.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
             overlay = self.deployment.container(flow.dst).container.overlay
-            sink.bind((host_overlay_address(self.deployment.topology, overlay), flow.source_port))
+            if flow.ip == 6:
+                sink = socket_in(netns, socket.AF_INET6, socket.SOCK_DGRAM)
+                address = host_overlay_address6(self.deployment.topology, overlay)
+            else:
+                sink = socket_in(netns, socket.AF_INET, socket.SOCK_DGRAM)
+                address = host_overlay_address(self.deployment.topology, overlay)
+            sink.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sink.bind((address, flow.source_port))
             sinks.append(sink)
         return tx, rx, sinks
 

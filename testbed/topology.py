@@ -63,6 +63,16 @@ class Overlay:
     subnet: str
     mtu: int = 1450
 
+    @property
+    def subnet6(self) -> str:
+        """The overlay's IPv6 prefix, derived from its VNI (a ULA /64), so every overlay is dual-stack."""
+        return f"fd00:0:0:{self.vni:x}::/64"
+
+    def address6(self, address: str) -> str:
+        """The IPv6 twin of an IPv4 overlay address: the same host number in subnet6."""
+        host = int(ipaddress.IPv4Address(address)) - int(ipaddress.IPv4Network(self.subnet).network_address)
+        return str(ipaddress.IPv6Network(self.subnet6).network_address + host)
+
 
 @dataclass(frozen=True)
 class Fabric:

@@ -79,3 +79,33 @@ def test_probe_flow_rejects_unknown_protocols_and_sizes():
         ProbeFlow("p", "s1", flow_id=1, protocol="sctp")
     with pytest.raises(ValueError, match="size 10"):
         ProbeFlow("p", "s1", flow_id=1, size=10)
+
+
+def v6_template(l4) -> bytes:
+    from scapy.layers.inet6 import IPv6
+    return bytes(Ether() / IP(src="192.168.77.2", dst="192.168.77.12") / UDP(sport=5, dport=4789) / VXLAN(vni=42)
+                 / Ether(type=0x86DD) / IPv6(src="fd00:0:0:2a::1", dst="fd00:0:0:2a::15") / l4 / Raw(bytes(64)))
+
+
+@pytest.mark.parametrize("protocol", ["udp", "icmp"])
+def test_ipv6_probe_frames_carry_valid_checksums(protocol):
+    from scapy.layers.inet6 import ICMPv6EchoRequest, IPv6, in6_chksum
+
+    from testbed.prober import probe_frame
+    flow = ProbeFlow("p", "s1", flow_id=1, protocol=protocol, ip=6, size=64)
+    l4 = ICMPv6EchoRequest(id=40001, cksum=0) if protocol == "icmp" else UDP(sport=40001, dport=7007, chksum=0)
+    payload = probe.encode(1, 3, 5, 64)
+    inner = Ether(probe_frame(v6_template(l4), flow, 3, payload))[VXLAN][IPv6]
+    segment = bytes(inner.payload)
+    assert segment[8:] == payload and segment[2:4] != b"\0\0"
+    # summed with its own checksum, a valid segment sums to zero
+    assert in6_chksum(58 if protocol == "icmp" else 17, inner, segment) == 0
+
+
+def test_parse_reply_handles_inner_ipv6_udp_and_echo_reply():
+    from scapy.layers.inet6 import ICMPv6EchoReply, IPv6
+    payload = probe.encode(1, 9, 5, 100)
+    for l4 in (UDP(sport=7007, dport=40001), ICMPv6EchoReply(id=1, seq=9)):
+        frame = bytes(Ether() / IP(src="192.168.77.12", dst="192.168.77.2") / UDP(sport=5, dport=4789) / VXLAN(vni=42)
+                      / Ether() / IPv6(src="fd00:0:0:2a::15", dst="fd00:0:0:2a::1") / l4 / Raw(payload))
+        assert parse_reply(frame) == payload
