@@ -54,3 +54,20 @@ def test_icmp_and_inner_ipv6_probes_return_intact(reflectors):
     for flow in flows:
         assert assert_intact(results, flow=flow.name).sent == flow.count
         assert 20 < summarize(results.samples(flow.name)).p50 < 500_000
+
+
+def test_tcp_request_response_probes_over_ipv4_and_ipv6(reflectors):
+    flows = [ProbeFlow("tcp4", "s1", flow_id=6, protocol="tcp", rate=100, count=200),
+             ProbeFlow("tcp6", "s1", flow_id=7, protocol="tcp", ip=6, rate=50, count=100, size=1000, start=0.05)]
+    run = HostProber(reflectors, flows).run()
+    results = run.results()
+    for flow in flows:
+        assert assert_intact(results, flow=flow.name).sent == flow.count
+        assert 20 < summarize(results.samples(flow.name)).p50 < 500_000
+        assert len(run.lateness_ns[flow.name]) == flow.count
+
+
+def test_a_tcp_flow_without_reflector_fails_clearly(reflectors):
+    flow = ProbeFlow("nobody-tcp", "s2", flow_id=9, protocol="tcp", dport=7999, count=10)
+    with pytest.raises(VerdictError, match=r"probe flow nobody-tcp: TCP to s2 \[10.42.0.22\]:7999 failed"):
+        HostProber(reflectors, [flow]).run()

@@ -132,7 +132,8 @@ def _probe(t: dict, where: str, flow_id: int) -> ProbeFlow:
         raise ConfigError(f"{where}: protocol {protocol!r} must be one of {', '.join(PROBE_PROTOCOLS)}")
     try:
         return ProbeFlow(name=typed(t, "name", str, where), dst=typed(t, "dst", str, where), flow_id=flow_id,
-                         protocol=protocol, ip=typed(t, "ip", int, where, 4), rate=float(typed(t, "rate", (int, float), where, 200.0)),
+                         protocol=protocol, ip=typed(t, "ip", int, where, 4),
+                         rate=float(typed(t, "rate", (int, float), where, 200.0)),
                          count=typed(t, "count", int, where, 1000), size=typed(t, "size", int, where, 200),
                          dport=typed(t, "dport", int, where, 7007), dscp=typed(t, "dscp", int, where, 0),
                          start=float(typed(t, "start", (int, float), where, 0.0)))

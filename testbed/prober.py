@@ -20,7 +20,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from . import frames, probe
+from . import frames, probe, tcp_rr
 from .errors import VerdictError
 from .netns import socket_in
 from .overlay import host_overlay_address, host_overlay_address6
@@ -32,7 +32,7 @@ PACKET_OUTGOING = 4
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
 SPIN_NS = 300_000  # sleep until this close to a probe's time, then spin
 WARMUP_FLOW = 0xFFFF  # flow id of the probes that check a path before a run
-PROBE_PROTOCOLS = ("udp", "icmp")
+PROBE_PROTOCOLS = ("udp", "icmp", "tcp")
 ICMP_HEADER = 8
 
 
@@ -50,7 +50,9 @@ class ProbeFlow:
     sport: int | None = None  # default 40000 + flow_id
     dscp: int = 0
     start: float = 0.0  # seconds after the session starts
-    protocol: str = "udp"  # udp (to a reflector) or icmp (echo, answered by the container's kernel)
+    # udp (to a reflector), icmp (echo, answered by the container's kernel), or tcp
+    # (request/response over one connection to a reflector, testbed.tcp_rr)
+    protocol: str = "udp"
     ip: int = 4  # inner IP version: 4 or 6
 
     def __post_init__(self) -> None:
@@ -186,8 +188,10 @@ class HostProber:
 
     def run(self) -> ProbeRun:
         """Send every flow on its schedule; return a record for every probe."""
-        templates = {f.flow_id: probe_template(self.deployment, f) for f in self.flows}
-        schedule = sorted((f.start + i / f.rate, f.flow_id, i) for f in self.flows for i in range(f.count))
+        packet_flows = [f for f in self.flows if f.protocol != "tcp"]
+        tcp_flows = [f for f in self.flows if f.protocol == "tcp"]
+        templates = {f.flow_id: probe_template(self.deployment, f) for f in packet_flows}
+        schedule = sorted((f.start + i / f.rate, f.flow_id, i) for f in packet_flows for i in range(f.count))
         sent: dict[tuple[int, int], int] = {}
         received: dict[tuple[int, int], tuple[int, bool, bool, int]] = {}
         lateness: dict[str, list[int]] = {f.name: [] for f in self.flows}
@@ -196,9 +200,18 @@ class HostProber:
         foreign = [0]
         receiver = threading.Thread(target=self._receive, args=(rx, stop, received, foreign), name="prober-rx")
         receiver.start()
+        tcp_sockets: list[socket.socket] = []
+        tcp_results = {f.name: tcp_rr.TcpRrResult() for f in tcp_flows}
+        tcp_threads = []
         try:
-            self._warm_up(tx, templates)
+            self._warm_up(tx, templates, packet_flows)
+            tcp_sockets = [tcp_rr.connect(self.deployment, f) for f in tcp_flows]
             start_ns = time.time_ns() + 50_000_000
+            for flow, sock in zip(tcp_flows, tcp_sockets, strict=True):
+                thread = threading.Thread(target=tcp_rr.run_flow, name=f"tcp-rr-{flow.name}",
+                                          args=(sock, flow, start_ns, tcp_results[flow.name], stop))
+                thread.start()
+                tcp_threads.append(thread)
             for offset, flow_id, seq in schedule:
                 due = start_ns + int(offset * 1e9)
                 while (now := time.time_ns()) < due - SPIN_NS:
@@ -211,11 +224,15 @@ class HostProber:
                 tx.send(probe_frame(template, flow, seq, payload))
                 sent[(flow_id, seq)] = now
                 lateness[flow.name].append(now - due)
+            for thread in tcp_threads:
+                thread.join()
             time.sleep(self.grace)
         finally:
             stop.set()
             receiver.join()
-            for s in (tx, rx, *sinks):
+            for thread in tcp_threads:
+                thread.join()
+            for s in (tx, rx, *sinks, *tcp_sockets):
                 s.close()
         records = []
         for (flow_id, seq), sent_ns in sorted(sent.items()):
@@ -226,15 +243,18 @@ class HostProber:
             else:
                 rx_ns, length_ok, crc_ok, copies = got
                 records.append(ProbeRecord(name, seq, sent_ns, rx_ns, length_ok, crc_ok, copies - 1))
+        for name, result in tcp_results.items():
+            records.extend(result.records)
+            lateness[name] = result.lateness_ns
         return ProbeRun(records, lateness, foreign[0])
 
-    def _warm_up(self, tx: socket.socket, templates: dict[int, bytes]) -> None:
+    def _warm_up(self, tx: socket.socket, templates: dict[int, bytes], flows: Sequence[ProbeFlow]) -> None:
         """Probe each flow's path until it echoes: the reflector is up, ARP is resolved.
 
         Warm-up probes carry a reserved flow id, so they count in no flow.
         """
         deadline = time.monotonic() + self.warmup_timeout
-        for flow in self.flows:
+        for flow in flows:
             seq = 0
             while flow.flow_id not in self._warm:
                 if time.monotonic() > deadline:

@@ -82,7 +82,7 @@ def prepare(deployment, mix: Mix) -> None:
         return f"taskset -c {','.join(map(str, cpus))} " if cpus else ""
 
     programs = {(p.dst, p.dport, f"{pin(p.dst)}prism-reflector -u -t -p {p.dport}")
-                for p in mix.probes if p.protocol == "udp"}
+                for p in mix.probes if p.protocol in ("udp", "tcp")}
     programs |= {(f.dst, f.dport, f"prism-reflector -u -s -p {f.dport}") for f in mix.floods}
     for container, port, command in sorted(programs):
         if (container, command) not in done:
