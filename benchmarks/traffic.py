@@ -1,0 +1,126 @@
+"""Traffic engine figures: probe schedule accuracy, top probe rate, the flood that saturates a TCG receiver.
+
+    .venv/bin/python benchmarks/traffic.py [--kernel vanilla] [--mix overlay-flood]
+
+Prints tables and writes results/bench-traffic.json; asserts nothing.
+- send lateness: how late probes left against their schedule (p50/p99/max),
+  per probe rate, with no load;
+- top probe rate: the highest rate whose lateness p99 stays under 1 ms and
+  whose achieved rate is within 2 % of the target;
+- saturating bulk rate: the mix's flood at increasing rates, with what the
+  server processed and where it queued and dropped; the first rate at which
+  the receiver saturates inside the guest is the one a loaded mix needs;
+- wall time of one loaded run of the mix (unloaded twin excluded).
+The wall time of the loaded pytest case is `time pytest cases/test_traffic.py`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from rich.table import Table
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from testbed import accel as accel_mod
+from testbed import mix as mix_mod
+from testbed import topology as topology_mod
+from testbed.deployment import Deployment
+from testbed.image import build_image, load_spec
+from testbed.kernel import obtain
+from testbed.latency import percentile
+from testbed.progress import console
+from testbed.traffic import run_mix
+
+PROBE_RATES = (200, 1000, 2000, 5000, 10000)
+FLOOD_RATES = (1000, 2000, 3000, 4000, 6000, 8000, 12000)
+
+
+def lateness_sweep(deployment, mix) -> list[dict]:
+    rows = []
+    base = mix.flows_of(mix_mod.PRIORITY)[0]
+    for rate in PROBE_RATES:
+        probe = dataclasses.replace(base, rate=float(rate), count=int(min(rate * 3, 10000)))
+        m = dataclasses.replace(mix.without_bulk(), probes=(probe,), classes={probe.name: mix_mod.PRIORITY})
+        run = run_mix(deployment, m)
+        late = sorted(run.probes.lateness_ns[probe.name])
+        sent = [r.sent_ns for r in run.probes.records]
+        achieved = (len(sent) - 1) / ((max(sent) - min(sent)) / 1e9)
+        integrity = run.results().integrity(probe.name)
+        rows.append({"rate": rate, "achieved": round(achieved, 1), "lateness_p50_us": percentile(late, 50) / 1000,
+                     "lateness_p99_us": percentile(late, 99) / 1000, "lateness_max_us": late[-1] / 1000,
+                     "lost": integrity.lost})
+    return rows
+
+
+def flood_sweep(deployment, mix) -> list[dict]:
+    rows = []
+    flood = mix.floods[0]
+    for rate in FLOOD_RATES:
+        m = dataclasses.replace(mix, floods=(dataclasses.replace(flood, rate=float(rate)),))
+        run = run_mix(deployment, m)
+        s = next(iter(run.stages.values()))
+        seconds = run.floods[0].seconds
+        p99 = percentile(run.results().samples("priority").rtts_us or [0], 99)
+        rows.append({"offered_pps": rate, "achieved_pps": round(run.floods[0].achieved_pps),
+                     "guest_nic_pps": round(s.nic_rx / seconds), "peak_backlog": s.peak_backlog,
+                     "tap_drops": s.tap_dropped, "gro_cells_drops": sum(s.gro_cells_dropped.values()),
+                     "backlog_drops": s.softnet.get("dropped", 0), "squeeze": s.softnet.get("time_squeeze", 0),
+                     "saturated": s.saturated, "queued_in_guest": s.queued_in_guest, "priority_p99_ms": p99 / 1000,
+                     "priority_lost": run.results().integrity("priority").lost})
+    return rows
+
+
+def show(title: str, rows: list[dict]) -> None:
+    table = Table(title=title)
+    for key in rows[0]:
+        table.add_column(key)
+    for row in rows:
+        table.add_row(*(f"{v:.2f}" if isinstance(v, float) else str(v) for v in row.values()))
+    console.print(table)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--kernel", default="vanilla")
+    parser.add_argument("--mix", default="overlay-flood")
+    parser.add_argument("--output", type=Path, default=Path("results/bench-traffic.json"))
+    args = parser.parse_args()
+
+    mix = mix_mod.load(args.mix)
+    topo = topology_mod.load(mix.topology)
+    kernel = obtain(args.kernel)
+    image = build_image(load_spec())
+    choice = accel_mod.choose("auto", kernel.bzimage)
+    out: dict = {"kernel": kernel.release, "accel": choice.as_dict(), "loadavg_start": os.getloadavg()[0]}
+    with Deployment(topo, kernel, image, choice) as deployment:
+        out["lateness"] = lateness_sweep(deployment, mix)
+        show("probe send lateness (no load)", out["lateness"])
+        keeps = [r["rate"] for r in out["lateness"]
+                 if r["lateness_p99_us"] < 1000 and r["achieved"] >= 0.98 * r["rate"]]
+        out["top_probe_rate"] = max(keeps, default=None)
+        console.print(f"top probe rate kept (lateness p99 < 1 ms, rate within 2 %): {out['top_probe_rate']}")
+        out["flood"] = flood_sweep(deployment, mix)
+        show(f"flood sweep on {topo.name} ({mix.name} tuning)", out["flood"])
+        first = next((r["offered_pps"] for r in out["flood"] if r["queued_in_guest"]), None)
+        out["saturating_rate"] = first
+        console.print(f"first flood rate with a queue inside the guest: {first} pps")
+        start = time.monotonic()
+        run_mix(deployment, mix)
+        out["loaded_run_seconds"] = round(time.monotonic() - start, 1)
+        console.print(f"one loaded run of {mix.name}: {out['loaded_run_seconds']} s")
+    out["loadavg_end"] = os.getloadavg()[0]
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(out, indent=2) + "\n")
+    console.print(f"written: {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
