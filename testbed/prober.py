@@ -79,6 +79,7 @@ class ProbeRun:
     records: list[ProbeRecord]
     lateness_ns: dict[str, list[int]] = field(default_factory=dict)
     foreign: int = 0  # frames on the port that were not replies to our probes
+    skipped: dict[str, int] = field(default_factory=dict)  # TCP RR slots past the schedule's end, never sent
 
     def results(self) -> RunResults:
         return RunResults.from_records(self.records)
@@ -246,7 +247,7 @@ class HostProber:
         for name, result in tcp_results.items():
             records.extend(result.records)
             lateness[name] = result.lateness_ns
-        return ProbeRun(records, lateness, foreign[0])
+        return ProbeRun(records, lateness, foreign[0], {n: r.skipped for n, r in tcp_results.items() if r.skipped})
 
     def _warm_up(self, tx: socket.socket, templates: dict[int, bytes], flows: Sequence[ProbeFlow]) -> None:
         """Probe each flow's path until it echoes: the reflector is up, ARP is resolved.

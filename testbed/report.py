@@ -44,6 +44,7 @@ def run_record(run, *, kernel, accel, topology, case: str = "", label: str | Non
             "dscp": probe.dscp, "size": probe.size, "rate": probe.rate,
             "summary": summarize(samples).to_dict() if samples.count else None,
             "integrity": results.integrity(probe.name).to_dict(),
+            "skipped": run.probes.skipped.get(probe.name, 0),
             "send_lateness_us": {"p50": _pct(lateness, 50) / 1000, "p99": _pct(lateness, 99) / 1000,
                                  "max": (lateness[-1] if lateness else 0) / 1000},
             # seq, sent_ns, rtt_ns (null: lost), length_ok, crc_ok, extra copies

@@ -6,7 +6,9 @@ handshake, ACKs and retransmissions are the kernel's, as for any TCP
 client, which scapy on a raw socket could not be without fighting the
 host's stack. As in netperf's TCP_RR, a request goes out only after the
 previous response arrived; a probe whose time came while the previous one
-was still out leaves late, and that lateness is recorded. The response's
+was still out leaves late, and that lateness is recorded; slots that
+come after the schedule's end (plus a second) are not sent at all and are
+counted as skipped, so a slow path cannot stretch a run. The response's
 time is the kernel's receive timestamp of its last segment (SO_TIMESTAMPNS
 on the TCP socket), on the same clock as the send time.
 """
@@ -34,6 +36,7 @@ class TcpRrResult:
     records: list[ProbeRecord] = field(default_factory=list)
     lateness_ns: list[int] = field(default_factory=list)
     error: str | None = None
+    skipped: int = 0  # slots past the schedule's end, never sent
 
 
 def connect(deployment, flow) -> socket.socket:
@@ -83,7 +86,11 @@ def _exchange(sock: socket.socket, payload: bytes) -> tuple[bytes, int | None]:
 
 def run_flow(sock: socket.socket, flow, start_ns: int, result: TcpRrResult, stop: threading.Event) -> None:
     """Send flow's requests on its schedule (or late, one at a time), into result."""
+    window_end = start_ns + int((flow.start + flow.count / flow.rate + 1.0) * 1e9)
     for seq in range(flow.count):
+        if time.time_ns() > window_end:
+            result.skipped = flow.count - seq
+            return
         due = start_ns + int((flow.start + seq / flow.rate) * 1e9)
         while (now := time.time_ns()) < due and not stop.is_set():
             time.sleep(min((due - now) / 1e9, 0.05))

@@ -58,8 +58,9 @@ def test_a_record_keeps_every_probe_and_the_run_context(records):
 
 def test_rows_and_comparisons(records):
     rows = report.rows(records)
-    assert len(rows) == 8 and rows[2][:4] == ["vanilla", "overlay-flood", "priority", "priority"]
-    assert rows[2][10].startswith("3/0/")  # lost/duplicated/...
+    n = len(MIX.probes)
+    assert len(rows) == 4 * n and rows[n][:4] == ["vanilla", "overlay-flood", "priority", "priority"]
+    assert rows[n][10].startswith("3/0/")  # lost/duplicated/...
     comp = {(r[2], r[0], r[1], r[3]): r for r in report.comparisons(records)}
     assert comp[("prism", "overlay-flood", "priority", "prism vs vanilla")][6] == "faster"
     assert comp[("vanilla", "overlay-flood", "priority", "loaded vs unloaded")][6] == "slower"

@@ -67,3 +67,25 @@ def test_a_closed_connection_loses_the_rest_and_says_why():
         sock.close()
         tcp_rr.run_flow(sock, flow, time.time_ns(), result, threading.Event())
     assert result.error and all(r.received_ns is None for r in result.records) and len(result.records) == 5
+
+
+def test_a_slow_path_cannot_stretch_the_run():
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+
+    def slow() -> None:
+        conn, _ = server.accept()
+        with conn:
+            while data := conn.recv(65536):
+                time.sleep(0.3)
+                conn.sendall(data)
+
+    threading.Thread(target=slow, daemon=True).start()
+    flow = ProbeFlow("tcp", "s1", flow_id=1, protocol="tcp", rate=100, count=100)  # a 1 s schedule
+    result = tcp_rr.TcpRrResult()
+    start = time.monotonic()
+    with server, connected(server) as sock:
+        tcp_rr.run_flow(sock, flow, time.time_ns(), result, threading.Event())
+    assert time.monotonic() - start < 3.0
+    assert result.skipped > 80 and len(result.records) + result.skipped == 100
