@@ -1,0 +1,167 @@
+"""PRISM against vanilla on the shipped mix: latency, integrity, modes, starvation, goodput, knobs.
+
+Runs on a PRISM kernel (`--kernel prism`); the vanilla baseline is built
+(or found in the cache) and measured in the same session on its own
+deployment of the same topology, with the same mix. On a kernel without
+PRISM's sysctls these cases are skipped with that reason.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+
+import pytest
+
+from testbed import accel as accel_mod
+from testbed import mix as mix_mod
+from testbed import prism_knobs
+from testbed.deployment import Deployment
+from testbed.kernel import obtain
+from testbed.latency import FASTER, compare
+from testbed.pytest_traffic import Traffic
+from testbed.verdict import assert_intact
+
+pytestmark = pytest.mark.vm
+
+MIX = "overlay-flood"
+SETTINGS = ["pseudo-sync", "sync", "pseudo-sync+split", "sync+split"]
+_BASELINE = pytest.StashKey[dict]()
+
+
+@pytest.fixture(scope="module")
+def prism(request, topology, kernel, accel):
+    """The module's deployment on a PRISM kernel, with a recorder; skips on kernels without PRISM."""
+    if not prism_knobs.has_prism(next(iter(topology.machines.values()))):
+        pytest.skip(f"kernel {kernel.variant} ({kernel.release}) has no PRISM sysctls")
+    return Traffic(request, topology, kernel, accel)
+
+
+@pytest.fixture(scope="module")
+def vanilla(request, guest_image, prism):
+    """Vanilla's runs of the mix (unloaded, loaded, goodput), once per session, on their own deployment."""
+    cache = request.config.stash.setdefault(_BASELINE, {})
+    if not cache:
+        kernel = obtain("vanilla")
+        choice = accel_mod.choose(request.config.getoption("accel"), kernel.bzimage)
+        mix = mix_mod.load(MIX)
+        with Deployment(prism.deployment.topology, kernel, guest_image, choice) as deployment:
+            traffic = Traffic(request, deployment, kernel, choice)
+            cache["unloaded"] = traffic.run(mix.without_bulk())
+            cache["loaded"] = traffic.run(mix)
+            cache["goodput"] = [traffic.run(goodput_mix(mix)) for _ in range(2)]
+            cache["priority_flood"] = traffic.run(priority_flood_mix(mix))
+    return cache
+
+
+def goodput_mix(mix: mix_mod.Mix) -> mix_mod.Mix:
+    """Bulk TCP (iperf3, c1 -> s2) next to the priority probes, no flood: what PRISM costs bulk."""
+    tcp = mix_mod.Iperf3Spec("bulk-tcp", "c1", "s2", protocol="tcp", size=1000)
+    return dataclasses.replace(mix, name=f"{mix.name}-goodput", floods=(), iperf3=(tcp,))
+
+
+def priority_flood_mix(mix: mix_mod.Mix) -> mix_mod.Mix:
+    """The flood sent to a priority port: every packet of it is classified high priority."""
+    flood = dataclasses.replace(mix.floods[0], name="priority-flood", dport=mix.priority_ports[0])
+    return dataclasses.replace(mix, name=f"{mix.name}-priority-flood", floods=(flood,))
+
+
+_RUNS = pytest.StashKey[dict]()
+
+
+def loaded_run(request, prism, setting_text: str):
+    """The mix, loaded, on the PRISM kernel in one setting (measured once per module)."""
+    runs = request.config.stash.setdefault(_RUNS, {})
+    key = (prism.deployment.run_id, setting_text)
+    if key not in runs:
+        mix = mix_mod.load(MIX)
+        setting = prism_knobs.parse_setting(setting_text)
+        prism_knobs.apply(prism.deployment, setting, mix)
+        runs[key] = prism.run(dataclasses.replace(mix, name=f"{mix.name}@{setting.label}"))
+    return runs[key]
+
+
+@pytest.mark.parametrize("setting", SETTINGS)
+def test_priority_p99_under_load_beats_vanilla(request, prism, vanilla, setting):
+    run = loaded_run(request, prism, setting)
+    for flow in run.mix.flows_of(mix_mod.PRIORITY):
+        c = compare(run.results().samples(flow.name), vanilla["loaded"].results().samples(flow.name), 99)
+        assert c.verdict == FASTER, f"{setting}: {flow.name} p99 not below vanilla's:\n{c.table()}"
+
+
+@pytest.mark.parametrize("setting", SETTINGS)
+def test_priority_beats_bulk_in_the_same_run(request, prism, vanilla, setting):
+    run = loaded_run(request, prism, setting)
+    c = compare(run.results().samples("priority"), run.results().samples("bulk"), 99)
+    assert c.verdict == FASTER, f"{setting}: priority p99 not below bulk's in the same run:\n{c.table()}"
+
+
+@pytest.mark.parametrize("setting", SETTINGS)
+def test_priority_arrives_intact_under_load(request, prism, setting):
+    run = loaded_run(request, prism, setting)
+    assert run.validity() is None, run.validity()
+    for flow in run.mix.flows_of(mix_mod.PRIORITY):
+        assert_intact(run.results(), flow=flow.name)
+
+
+def test_mode_off_measures_like_vanilla(request, prism, vanilla):
+    """Off, the PRISM kernel's loaded p99 is vanilla's, within TCG's run-to-run spread (a factor of 2)."""
+    run = loaded_run(request, prism, "off")
+    c = compare(run.results().samples("priority"), vanilla["loaded"].results().samples("priority"), 99)
+    assert c.ratio_ci.low <= 2.0 and c.ratio_ci.high >= 0.5, f"mode off differs from vanilla:\n{c.table()}"
+    assert not run.stages["server"].prism_stat.get("classified"), run.stages["server"].prism_stat
+
+
+STARVATION_FLOOR = 0.2  # of the bulk probes sent, at least this share must return
+
+
+def test_a_priority_flood_cannot_starve_bulk(request, prism, vanilla):
+    """With every flood packet classified priority, the backlog's quota still serves the normal queue.
+
+    Without a quota the normal queue would be served only when the priority
+    queue is empty, which a flood above capacity never lets happen: bulk
+    would get nothing. The floor is a fifth of bulk's probes: far from
+    zero, and below what a saturated TCG receiver delivers to bulk on
+    vanilla under the same flood (measured alongside, for the message).
+    """
+    mix = mix_mod.load(MIX)
+    prism_knobs.apply(prism.deployment, prism_knobs.parse_setting("sync"), mix)
+    run = prism.run(priority_flood_mix(mix))
+    bulk = run.results().integrity("bulk")
+    base = vanilla["priority_flood"].results().integrity("bulk")
+    assert bulk.received >= STARVATION_FLOOR * bulk.sent, (
+        f"bulk starved under a priority flood: {bulk.received}/{bulk.sent} returned "
+        f"(vanilla under the same flood: {base.received}/{base.sent}); {run.stages['server'].where()}; "
+        f"prism_stat {run.stages['server'].prism_stat}")
+    assert run.stages["server"].prism_stat.get("quota_yield", 0) > 0, run.stages["server"].prism_stat
+
+
+def test_bulk_goodput_within_ten_percent_of_vanilla(request, prism, vanilla):
+    mix = mix_mod.load(MIX)
+    prism_knobs.apply(prism.deployment, prism_knobs.parse_setting("sync"), mix)
+    ours = statistics.median(prism.run(goodput_mix(mix)).iperf3[0].bits_per_second for _ in range(2))
+    theirs = statistics.median(r.iperf3[0].bits_per_second for r in vanilla["goodput"])
+    assert ours >= 0.9 * theirs, f"bulk TCP goodput {ours / 1e6:.1f} Mbit/s on prism vs {theirs / 1e6:.1f} on vanilla"
+
+
+BAD_VALUES = [("prism_mode", "3"), ("prism_mode", "-1"), ("prism_ports", "70000"), ("prism_ports", "9-5"),
+              ("prism_dscp", "64"), ("prism_vxlan_port", "65536"), ("prism_split", "2"), ("prism_quota", "0")]
+
+
+@pytest.mark.parametrize(("knob", "value"), BAD_VALUES)
+def test_bad_sysctl_values_are_rejected(prism, knob, value):
+    vm = prism.deployment.vm("server")
+    path = f"/proc/sys/net/core/{knob}"
+    before = vm.run(f"cat {path}", check=True).stdout
+    result = vm.run(f"echo '{value}' > {path}")
+    assert result.exit_code != 0 and "Invalid argument" in result.stderr, (result.exit_code, result.stderr)
+    assert vm.run(f"cat {path}", check=True).stdout == before
+
+
+def test_good_sysctl_values_read_back(prism):
+    vm = prism.deployment.vm("server")
+    for knob, value, shown in [("prism_ports", "7007,8000-8010", "7007,8000-8010"), ("prism_dscp", "46,48-50", "46,48-50"),
+                               ("prism_mode", "2", "2"), ("prism_quota", "16", "16"), ("prism_vxlan_port", "4789", "4789")]:
+        vm.run(f"echo '{value}' > /proc/sys/net/core/{knob}", check=True)
+        assert vm.run(f"cat /proc/sys/net/core/{knob}", check=True).stdout.strip() == shown
+    vm.run("echo 0 > /proc/sys/net/core/prism_mode; echo 64 > /proc/sys/net/core/prism_quota", check=True)
