@@ -55,6 +55,12 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config)
         return
     directory = _state(config).results
     plot = report.cdf_plot(records, directory / "traffic-cdf.png", title="probe RTT, this session")
+    by_case: dict[str, list[dict]] = {}
+    for r in records:
+        by_case.setdefault(r["case"], []).append(r)
+    for case, case_records in by_case.items():  # one plot per case: every flow on every kernel it ran on
+        name = re.sub(r"[^A-Za-z0-9]+", "_", case.split("::")[0]).strip("_")
+        report.cdf_plot(case_records, directory / "traffic" / f"{name}.png", title=f"probe RTT: {case}")
     (directory / "traffic.md").write_text(report.markdown(records))
     from rich.console import Console
 
