@@ -44,13 +44,14 @@ class Deployment:
     """A running topology, with handles for its VMs and containers."""
 
     def __init__(self, topology: Topology, kernel: Kernel, image: GuestImage, accel: AccelChoice,
-                 run_id: str | None = None, boot_timeout: float = 120.0):
+                 run_id: str | None = None, boot_timeout: float = 120.0, shell_ports: bool = False):
         self.topology = topology.validate()
         self.kernel = kernel
         self.image = image
         self.accel = accel
         self.run_id = run_id or new_run_id()
         self.boot_timeout = boot_timeout
+        self.shell_ports = shell_ports  # a console port per VM for interactive shells (`up`)
         self.fabric = Fabric(self.run_id, mtu=topology.fabric.mtu)
         self.machines: dict[str, Machine] = {}
         self.containers: dict[str, ContainerHandle] = {}
@@ -85,7 +86,8 @@ class Deployment:
                                  queues=nic.queues, speed_mbps=nic.speed, vhost=self.accel.vhost)
                          for n, nic in enumerate(vm.nics))
             spec = MachineSpec(name=vm.name, kernel=self.kernel.bzimage, image=self.image.root, vcpus=vm.vcpus,
-                               memory_mib=vm.memory, accel=self.accel.accel, nics=nics, netns=self.fabric.netns)
+                               memory_mib=vm.memory, accel=self.accel.accel, nics=nics, netns=self.fabric.netns,
+                               shell_port=self.shell_ports)
             self.machines[vm.name] = Machine(spec, runtime_dir(self.run_id) / vm.name, self.boot_timeout)
         self._parallel(self._boot, t.vms)
         self._parallel(self._lay_out, t.vms)

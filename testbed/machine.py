@@ -104,7 +104,7 @@ class Machine:
     def launch(self) -> None:
         """Start QEMU and connect QMP; raise MachineError naming the cause."""
         self.files.dir.mkdir(parents=True, exist_ok=True)
-        for stale in (self.files.qmp, self.files.agent, self.files.console, self.files.pidfile):
+        for stale in (self.files.qmp, self.files.agent, self.files.shell, self.files.console, self.files.pidfile):
             stale.unlink(missing_ok=True)
         self.argv = build_argv(self.spec, self.files, qemu_binary())
         self._started = time.monotonic()
@@ -189,7 +189,7 @@ class Machine:
             with contextlib.suppress(Exception):
                 self._qmp.close()
             self._qmp = None
-        for path in (self.files.qmp, self.files.agent, self.files.pidfile):
+        for path in (self.files.qmp, self.files.agent, self.files.shell, self.files.pidfile):
             path.unlink(missing_ok=True)
         return proc.returncode if proc is not None else None
 

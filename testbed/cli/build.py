@@ -1,8 +1,4 @@
-"""`prism-testbed`: the testbed's pieces from the command line.
-
-Errors the user can fix are one line (the input and what is wrong with
-it); --verbose shows the traceback as well.
-"""
+"""`prism-testbed kernel|image|run|experiment|accel`: build things, boot one VM."""
 
 from __future__ import annotations
 
@@ -11,20 +7,18 @@ import json
 import shlex
 import shutil
 import sys
-import traceback
 from pathlib import Path
 
 from rich.table import Table
 
-from . import accel as accel_mod
-from .cache import Store, cache_root
-from .errors import TestbedError
-from .fabric import Fabric, new_run_id, runtime_dir
-from .image import build_image, load_spec
-from .kernel import obtain
-from .machine import Machine
-from .progress import console
-from .qemu_cmd import MachineSpec, NicSpec
+from .. import accel as accel_mod
+from ..errors import TestbedError
+from ..fabric import Fabric, new_run_id, runtime_dir
+from ..image import build_image, load_spec
+from ..kernel import obtain
+from ..machine import Machine
+from ..progress import console
+from ..qemu_cmd import MachineSpec, NicSpec
 
 
 def cmd_kernel_build(args: argparse.Namespace) -> int:
@@ -98,22 +92,6 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_cache_list(args: argparse.Namespace) -> int:
-    table = Table(title=f"cache: {cache_root()}")
-    for column in ("kind", "key", "what", "built"):
-        table.add_column(column)
-    for kind in ("kernels", "images"):
-        for entry in Store(kind).entries():
-            try:
-                meta = entry.metadata()
-            except (OSError, ValueError):
-                meta = {}
-            what = meta.get("release") or f"{meta.get('size_mib', '?')} MiB"
-            table.add_row(kind, entry.key, str(what), str(meta.get("built_at", "?")))
-    console.print(table)
-    return 0
-
-
 def cmd_accel(args: argparse.Namespace) -> int:
     kernel = obtain(args.kernel, None, args.source)
     choice = accel_mod.choose(args.accel, kernel.bzimage)
@@ -121,11 +99,7 @@ def cmd_accel(args: argparse.Namespace) -> int:
     return 0
 
 
-def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="prism-testbed", description=__doc__.splitlines()[0])
-    top.add_argument("--verbose", action="store_true", help="show tracebacks")
-    sub = top.add_subparsers(dest="command", required=True)
-
+def add_parsers(sub) -> None:
     kernel = sub.add_parser("kernel", help="kernels").add_subparsers(dest="action", required=True)
     build = kernel.add_parser("build", help="build (or find in the cache) kernel variants")
     build.add_argument("variants", nargs="*", metavar="VARIANT", help="variants from kernel-config/ (default: prism)")
@@ -158,32 +132,8 @@ def parser() -> argparse.ArgumentParser:
     exp.add_argument("--results", type=Path, default=Path("results"))
     exp.set_defaults(func=cmd_experiment)
 
-    cache = sub.add_parser("cache", help="the build cache").add_subparsers(dest="action", required=True)
-    cache.add_parser("list", help="list cached kernels and images").set_defaults(func=cmd_cache_list)
-
     acc = sub.add_parser("accel", help="which accelerator and vhost a run would use, and why")
     acc.add_argument("--kernel", default="prism")
     acc.add_argument("--source")
     acc.add_argument("--accel", default="auto", choices=("auto", "kvm", "tcg"))
     acc.set_defaults(func=cmd_accel)
-    return top
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    if getattr(args, "guest_command", None) and args.guest_command[:1] == ["--"]:
-        args.guest_command = args.guest_command[1:]
-    try:
-        return args.func(args)
-    except TestbedError as exc:
-        if args.verbose:
-            traceback.print_exc()
-        console.print(f"[red]error:[/] {exc}", markup=True, highlight=False)
-        return 2
-    except KeyboardInterrupt:
-        console.print("[red]interrupted[/]")
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())
