@@ -157,13 +157,13 @@ class Deployment:
             pass
         shutil.rmtree(runtime_dir(self.run_id), ignore_errors=True)
 
-    def describe(self) -> str:
+    def describe(self, agent_free: bool = True) -> str:
         """How to reach each VM and container (for `up` and --keep)."""
         lines = [f"run {self.run_id}: fabric netns {self.fabric.netns}, traffic port tp0 "
                  f"({self.topology.traffic_port_address})"]
         for name, machine in self.machines.items():
             lines.append(f"  vm {name}: underlay {self.topology.underlay_of(self.topology.vm(name))}; "
-                         f"{machine.how_to_reach()}")
+                         f"{machine.how_to_reach(agent_free)}")
         for name, handle in self.containers.items():
             lines.append(f"  container {name} on {handle.machine.name}: {handle.address}")
         return "\n".join(lines)

@@ -25,6 +25,7 @@ import shutil
 import socket
 import sys
 import termios
+import time
 import tty
 from collections.abc import Callable
 from pathlib import Path
@@ -48,9 +49,10 @@ stty sane
 export TERM="${term:-vt100}" HOME=/root
 cd /root 2>/dev/null || cd /
 if [ "$target" = "-" ]; then
-    PS1="$(hostname):\w# " exec bash --norc -i
+    PS1="$(hostname):\w# " exec /bin/bash --norc -i
 fi
-exec crun exec --tty --env TERM="$TERM" --env PS1="$target:\w# " "$target" bash --norc -i
+exec crun exec --tty --env PATH="$PATH" --env TERM="$TERM" --env HOME=/root --env PS1="$target:\w# " \
+    "$target" /bin/bash --norc -i
 """
 
 
@@ -144,29 +146,37 @@ def attach(sock_path: Path, target: str | None, reset: Callable[[], None], vm: s
         return status
 
 
-def _pump(sock: socket.socket, interactive: bool) -> int | None:
+def _pump(sock: socket.socket, interactive: bool, settle: float = 10.0) -> int | None:
     """Copy stdin to the console and the console to stdout until the session ends.
 
     Returns the session's exit status, or None when the user detached.
-    Piped (non-terminal) input ends with an EOF (Ctrl-D) sent to the shell.
+    Input is held back until the shell has printed something (its prompt):
+    bytes that reach the tty before bash's line editor runs are read in
+    canonical mode, where an EOF character would be lost. Piped input ends
+    with an `exit` line, which works whether or not a command is running.
     """
     pending = b""
-    inputs = [0, sock]
+    shell_started, stdin_open = False, True
+    deadline = time.monotonic() + settle
     while True:
-        readable, _, _ = select.select(inputs, [], [])
+        inputs: list = [sock]
+        if stdin_open and (shell_started or time.monotonic() > deadline):
+            inputs.append(0)
+        readable, _, _ = select.select(inputs, [], [], 0.2)
         if 0 in readable:
             data = os.read(0, 4096)
             if interactive and DETACH in data:
                 return None
-            if not data:
-                inputs.remove(0)
-                sock.sendall(b"\n\x04")
-            else:
+            if data:
                 sock.sendall(data)
+            else:
+                stdin_open = False
+                sock.sendall(b"\nexit\n")
         if sock in readable:
             data = sock.recv(65536)
             if not data:
                 raise RunError("the VM's console closed (is the deployment still up?)")
+            shell_started = True
             pending += data
             found = _END.search(pending)
             if found:

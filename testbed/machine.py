@@ -237,8 +237,11 @@ class Machine:
     def splats(self) -> list[Splat]:
         return self.console.poll()
 
-    def how_to_reach(self) -> str:
-        """For --keep: where this VM's sockets and logs are."""
+    def how_to_reach(self, agent_free: bool = True) -> str:
+        """Where this VM's sockets and logs are (for --keep and `up`).
+
+        agent_free: nobody holds the guest agent's socket, so a user may talk to it.
+        """
+        agent = f" (e.g. socat - UNIX-CONNECT:{self.files.agent})" if agent_free else ""
         return (f"{self.name}: console log {self.files.console}; QMP {self.files.qmp}; "
-                f"guest agent {self.files.agent} (e.g. socat - UNIX-CONNECT:{self.files.agent}); "
-                f"QEMU pid {self._proc.pid if self._proc else '?'}")
+                f"guest agent {self.files.agent}{agent}; QEMU pid {self._proc.pid if self._proc else '?'}")

@@ -206,7 +206,12 @@ class Supervisor:
     def __init__(self, deployment: Deployment):
         self.deployment = deployment
         self.stopping = threading.Event()
-        self._locks = {name: threading.Lock() for name in deployment.machines}
+        self._locks: dict[str, threading.Lock] = {}  # one guest-agent conversation per VM at a time
+        self._guard = threading.Lock()
+
+    def _lock(self, vm: str) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(vm, threading.Lock())
 
     def dispatch(self, req: dict) -> dict:
         op = req.get("op")
@@ -214,12 +219,12 @@ class Supervisor:
             self.stopping.set()
             return {"ok": True}
         if op == "status":
-            return {"describe": self.deployment.describe()}
+            return {"describe": self.deployment.describe(agent_free=False)}
         if op == "exec":
             return self._exec(req.get("vm"), req.get("container"), str(req["command"]), float(req.get("timeout", 60)))
         if op == "shell-reset":
             vm = self._vm(req.get("vm"))
-            with self._locks[vm.name]:
+            with self._lock(vm.name):
                 vm.run(guest_shell.reset_script(), timeout=15, check=True)
             return {"ok": True}
         raise RunError(f"supervisor: unknown request {op!r}")
@@ -238,11 +243,11 @@ class Supervisor:
                 raise RunError(exc.args[0]) from None
             if vm_name and handle.machine.name != vm_name:
                 raise RunError(f"container {container} runs on vm {handle.machine.name}, not {vm_name}")
-            with self._locks[handle.machine.name]:
+            with self._lock(handle.machine.name):
                 result = handle.exec(command, timeout=timeout)
         else:
             vm = self._vm(vm_name)
-            with self._locks[vm.name]:
+            with self._lock(vm.name):
                 result = vm.run(command, timeout=timeout)
         return {"exit_code": result.exit_code, "stdout": result.stdout, "stderr": result.stderr}
 
@@ -252,7 +257,7 @@ def _state(deployment: Deployment, spec: dict) -> UpRun:
     return UpRun(run_id=deployment.run_id, pid=os.getpid(), pid_start=str(_process_start(os.getpid())),
                  topology=deployment.topology.name, kernel=f"{spec['kernel']['variant']} {spec['kernel']['release']}",
                  accel=spec["accel"]["accel"], started=time.strftime("%Y-%m-%dT%H:%M:%S"),
-                 describe=deployment.describe(), vms=vms)
+                 describe=deployment.describe(agent_free=False), vms=vms)
 
 
 def serve(spec: dict, report) -> int:

@@ -28,10 +28,8 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    for name in ("guest_command", "command_argv"):
-        value = getattr(args, name, None)
-        if value and value[:1] == ["--"]:
-            setattr(args, name, value[1:])
+    if getattr(args, "guest_command", None) and args.guest_command[:1] == ["--"]:
+        args.guest_command = args.guest_command[1:]
     try:
         return args.func(args)
     except TestbedError as exc:

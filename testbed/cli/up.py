@@ -71,13 +71,23 @@ def _target(run: supervisor.UpRun, vm: str, container: str | None) -> None:
         raise RunError(f"run {run.run_id}: no container {container!r} on vm {vm} ({hint})")
 
 
-def cmd_exec(args: argparse.Namespace) -> int:
-    run = supervisor.find_run(args.run)
-    _target(run, args.vm, args.container)
-    if not args.command_argv:
+def split_exec_words(words: list[str]) -> tuple[str, str | None, str]:
+    """`VM [CONTAINER] -- COMMAND...` into (vm, container, command line)."""
+    if "--" not in words:
         raise RunError("exec: give the command after `--`, e.g. prism-testbed exec client c1 -- ip addr")
-    command = args.command_argv[0] if len(args.command_argv) == 1 else shlex.join(args.command_argv)
-    reply = supervisor.call(run, {"op": "exec", "vm": args.vm, "container": args.container, "command": command,
+    cut = words.index("--")
+    target, argv = words[:cut], words[cut + 1:]
+    if not 1 <= len(target) <= 2 or not argv:
+        raise RunError("exec: usage is prism-testbed exec VM [CONTAINER] -- COMMAND")
+    command = argv[0] if len(argv) == 1 else shlex.join(argv)  # one word: a shell line as given
+    return target[0], (target[1] if len(target) == 2 else None), command
+
+
+def cmd_exec(args: argparse.Namespace) -> int:
+    vm, container, command = split_exec_words(args.words)
+    run = supervisor.find_run(args.run)
+    _target(run, vm, container)
+    reply = supervisor.call(run, {"op": "exec", "vm": vm, "container": container, "command": command,
                                   "timeout": args.timeout}, timeout=args.timeout + 30)
     sys.stdout.write(reply["stdout"])
     sys.stderr.write(reply["stderr"])
@@ -116,12 +126,13 @@ def add_parsers(sub) -> None:
     status.set_defaults(func=cmd_status)
 
     run_help = "the run id `up` printed (default: the only one running)"
-    ex = sub.add_parser("exec", help="run one command in a VM or container of an `up` deployment")
-    ex.add_argument("vm", metavar="VM")
-    ex.add_argument("container", metavar="CONTAINER", nargs="?")
+    ex = sub.add_parser("exec", help="run one command in a VM or container of an `up` deployment",
+                        usage="prism-testbed exec [--run RUN] [--timeout S] VM [CONTAINER] -- COMMAND...",
+                        description="The command's output and exit status are the command's own. "
+                                    "A single word after -- is a shell line: exec client -- 'ip -br a | grep UP'.")
     ex.add_argument("--run", help=run_help)
     ex.add_argument("--timeout", type=float, default=60.0)
-    ex.add_argument("command_argv", nargs=argparse.REMAINDER, metavar="-- COMMAND")
+    ex.add_argument("words", nargs=argparse.REMAINDER, metavar="VM [CONTAINER] -- COMMAND")
     ex.set_defaults(func=cmd_exec)
 
     shell = sub.add_parser("shell", help="interactive shell in a VM (or a container in it) of an `up` deployment",
