@@ -184,3 +184,87 @@ def write_manifest(directory: Path) -> None:
         if p.is_file() and p.name != MANIFEST
     }
     (directory / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+
+
+# --- cleaning ------------------------------------------------------------------------
+
+
+def tree_size(path: Path) -> int:
+    """Bytes on disk under path, each hard-linked file counted once."""
+    if path.is_file() or path.is_symlink():
+        return path.lstat().st_blocks * 512
+    total, seen = 0, set()
+    for dirpath, dirnames, filenames in os.walk(path):
+        for name in dirnames + filenames:
+            try:
+                st = os.lstat(os.path.join(dirpath, name))
+            except OSError:
+                continue
+            if (st.st_dev, st.st_ino) not in seen:
+                seen.add((st.st_dev, st.st_ino))
+                total += st.st_blocks * 512
+    return total
+
+
+@contextlib.contextmanager
+def lock_if_free(path: Path) -> Iterator[bool]:
+    """Take an exclusive lock only if nobody holds it; yields whether we got it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+@dataclass(frozen=True)
+class Removal:
+    """One cache entry `cache clean` removed, or kept and why."""
+
+    what: str
+    size: int
+    kept: str | None = None
+
+
+def _lock_of(directory: Path, entry: Path) -> Path:
+    """The lock guarding an entry: `.locks/KEY.lock` (a staging dir `.KEY.tmp-*` has its key's)."""
+    if entry.name.startswith("."):
+        key = entry.name[1:].split(".tmp-")[0]
+        matches = sorted((directory / ".locks").glob(f"{key}*.lock"))  # sources stage under a short prefix
+        return matches[0] if matches else directory / ".locks" / f"{key}.lock"
+    if directory.name == "downloads":
+        return entry.parent / f"{entry.name.split('.', 1)[0]}.tar.lock"
+    return directory / ".locks" / f"{entry.name}.lock"
+
+
+def clean_directory(directory: Path, base: Path | None = None) -> list[Removal]:
+    """Remove every entry of a cache directory whose lock no other process holds.
+
+    Entries (and staging directories left by killed builds) are removed
+    under their lock, so a build or unpack in progress elsewhere is never
+    pulled from under it; those are reported as kept.
+    """
+    base = base or cache_root()
+    removals: list[Removal] = []
+    if not directory.is_dir():
+        return removals
+    for entry in sorted(directory.iterdir()):
+        if entry.name == ".locks" or entry.suffix == ".lock":
+            continue
+        what = str(entry.relative_to(base))
+        with lock_if_free(_lock_of(directory, entry)) as free:
+            if not free:
+                removals.append(Removal(what, 0, "locked by a build in progress"))
+                continue
+            size = tree_size(entry)
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+            removals.append(Removal(what, size))
+    return removals

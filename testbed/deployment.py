@@ -45,13 +45,14 @@ class Deployment:
     """A running topology, with handles for its VMs and containers."""
 
     def __init__(self, topology: Topology, kernel: Kernel, image: GuestImage, accel: AccelChoice,
-                 run_id: str | None = None, boot_timeout: float = 120.0):
+                 run_id: str | None = None, boot_timeout: float = 120.0, shell_ports: bool = False):
         self.topology = topology.validate()
         self.kernel = kernel
         self.image = image
         self.accel = accel
         self.run_id = run_id or new_run_id()
         self.boot_timeout = boot_timeout
+        self.shell_ports = shell_ports  # a console port per VM for interactive shells (`up`)
         self.fabric = Fabric(self.run_id, mtu=topology.fabric.mtu)
         self.machines: dict[str, Machine] = {}
         self.containers: dict[str, ContainerHandle] = {}
@@ -86,7 +87,8 @@ class Deployment:
                                  queues=nic.queues, speed_mbps=nic.speed, vhost=self.accel.vhost)
                          for n, nic in enumerate(vm.nics))
             spec = MachineSpec(name=vm.name, kernel=self.kernel.bzimage, image=self.image.root, vcpus=vm.vcpus,
-                               memory_mib=vm.memory, accel=self.accel.accel, nics=nics, netns=self.fabric.netns)
+                               memory_mib=vm.memory, accel=self.accel.accel, nics=nics, netns=self.fabric.netns,
+                               shell_port=self.shell_ports)
             self.machines[vm.name] = Machine(spec, runtime_dir(self.run_id) / vm.name, self.boot_timeout)
         self._parallel(self._boot, t.vms)
         self._parallel(self._lay_out, t.vms)
@@ -156,13 +158,13 @@ class Deployment:
             pass
         shutil.rmtree(runtime_dir(self.run_id), ignore_errors=True)
 
-    def describe(self) -> str:
+    def describe(self, agent_free: bool = True) -> str:
         """How to reach each VM and container (for `up` and --keep)."""
         lines = [f"run {self.run_id}: fabric netns {self.fabric.netns}, traffic port tp0 "
                  f"({self.topology.traffic_port_address})"]
         for name, machine in self.machines.items():
             lines.append(f"  vm {name}: underlay {self.topology.underlay_of(self.topology.vm(name))}; "
-                         f"{machine.how_to_reach()}")
+                         f"{machine.how_to_reach(agent_free)}")
         for name, handle in self.containers.items():
             lines.append(f"  container {name} on {handle.machine.name}: {handle.address}")
         return "\n".join(lines)

@@ -43,3 +43,7 @@ class FabricError(TestbedError):
 
 class VerdictError(TestbedError):
     """Probe records or latency samples cannot give a verdict: empty, inconsistent, out of range."""
+
+
+class RunError(TestbedError):
+    """An `up` deployment is missing, ambiguous, failed to come up, or does not answer."""

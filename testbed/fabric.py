@@ -17,6 +17,7 @@ import secrets
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +42,30 @@ def runtime_base() -> Path:
 def runtime_dir(run_id: str) -> Path:
     """Sockets and logs of a run's machines; short paths (unix socket limit)."""
     return runtime_base() / run_id
+
+
+def claim_run_dir(run_id: str) -> Path:
+    """The run's directory, with this process recorded as its owner.
+
+    Directory and owner file appear in one rename (or the owner file is
+    replaced atomically), so a reaper in another process (a pytest-xdist
+    worker, another run) never sees a run directory without a live owner.
+    """
+    final = runtime_dir(run_id)
+    line = f"{os.getpid()} {_process_start(os.getpid())}\n"
+    final.parent.mkdir(parents=True, exist_ok=True)
+    if not final.is_dir():
+        tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{run_id}."))
+        (tmp / "owner").write_text(line)
+        try:
+            os.rename(tmp, final)
+            return final
+        except OSError:  # created meanwhile: fall through and take it over
+            shutil.rmtree(tmp, ignore_errors=True)
+    tmp_owner = final / f".owner.{os.getpid()}"
+    tmp_owner.write_text(line)
+    os.replace(tmp_owner, final / "owner")
+    return final
 
 
 def ip(*args: str, netns: str | None = None) -> str:
@@ -85,9 +110,7 @@ class Fabric:
         if not os.access("/dev/net/tun", os.R_OK | os.W_OK):
             raise FabricError("/dev/net/tun is not usable: taps need it (and root or CAP_NET_ADMIN)")
         reap_stale()
-        owner = runtime_dir(self.run_id) / "owner"
-        owner.parent.mkdir(parents=True, exist_ok=True)
-        owner.write_text(f"{os.getpid()} {_process_start(os.getpid())}\n")
+        claim_run_dir(self.run_id)
         ip("netns", "add", self.netns)
         self._created = True
         try:
@@ -204,7 +227,7 @@ def reap_stale() -> list[str]:
     reaped = []
     run_ids = {name[len(NETNS_PREFIX):] for name in _netns_names() if name.startswith(NETNS_PREFIX)}
     if runtime_base().is_dir():
-        run_ids |= {p.name for p in runtime_base().iterdir() if p.is_dir()}
+        run_ids |= {p.name for p in runtime_base().iterdir() if p.is_dir() and not p.name.startswith(".")}
     for run_id in sorted(run_ids):
         if _owner_alive(run_id) or (runtime_dir(run_id) / KEEP_MARKER).exists():
             continue

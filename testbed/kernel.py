@@ -205,7 +205,9 @@ def build_local_tree(tree: Path, variant: Variant) -> Kernel:
     if not is_kernel_tree(tree):
         raise ConfigError(f"--kernel-src {tree}: not a Linux source tree (no Makefile, Kconfig and net/core)")
     step = Step(f"kernel tree {tree.name}")
-    log = cache_root() / "logs" / f"tree-{tree.name}-{time.strftime('%Y%m%d-%H%M%S')}.log"
+    # one log per build (pid and nanoseconds: two builds in a second must not share one)
+    stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{time.time_ns() % 10**9:09d}"
+    log = cache_root() / "logs" / f"tree-{tree.name}-{stamp}.log"
     config = tree / ".config"
     before = kconfig.parse_config_file(config) if config.is_file() else {}
     fragments = [(f"kernel-config/{p.name}", p) for p in variant.fragments]
@@ -221,6 +223,7 @@ def build_local_tree(tree: Path, variant: Variant) -> Kernel:
         print_tail(failure)
         raise KernelBuildError(f"--kernel-src {tree}: {failure.argv[-1]} failed; log: {failure.log}") from None
     meta = {"variant": "local", "tree": str(tree), "release": release, "fragments": [n for n, _ in fragments],
+            "config_changes": {k: [before.get(k, "n"), final.get(k, "n")] for k in changed} if before else {},
             "build_seconds": round(step.elapsed(), 1), "log": str(log)}
     return Kernel(bzimage, release, "local", meta, cache_hit=False)
 

@@ -104,7 +104,7 @@ class Machine:
     def launch(self) -> None:
         """Start QEMU and connect QMP; raise MachineError naming the cause."""
         self.files.dir.mkdir(parents=True, exist_ok=True)
-        for stale in (self.files.qmp, self.files.agent, self.files.console, self.files.pidfile):
+        for stale in (self.files.qmp, self.files.agent, self.files.shell, self.files.console, self.files.pidfile):
             stale.unlink(missing_ok=True)
         self.argv = build_argv(self.spec, self.files, qemu_binary())
         self._started = time.monotonic()
@@ -189,7 +189,7 @@ class Machine:
             with contextlib.suppress(Exception):
                 self._qmp.close()
             self._qmp = None
-        for path in (self.files.qmp, self.files.agent, self.files.pidfile):
+        for path in (self.files.qmp, self.files.agent, self.files.shell, self.files.pidfile):
             path.unlink(missing_ok=True)
         return proc.returncode if proc is not None else None
 
@@ -237,8 +237,11 @@ class Machine:
     def splats(self) -> list[Splat]:
         return self.console.poll()
 
-    def how_to_reach(self) -> str:
-        """For --keep: where this VM's sockets and logs are."""
+    def how_to_reach(self, agent_free: bool = True) -> str:
+        """Where this VM's sockets and logs are (for --keep and `up`).
+
+        agent_free: nobody holds the guest agent's socket, so a user may talk to it.
+        """
+        agent = f" (e.g. socat - UNIX-CONNECT:{self.files.agent})" if agent_free else ""
         return (f"{self.name}: console log {self.files.console}; QMP {self.files.qmp}; "
-                f"guest agent {self.files.agent} (e.g. socat - UNIX-CONNECT:{self.files.agent}); "
-                f"QEMU pid {self._proc.pid if self._proc else '?'}")
+                f"guest agent {self.files.agent}{agent}; QEMU pid {self._proc.pid if self._proc else '?'}")

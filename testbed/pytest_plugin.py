@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import shutil
 import sys
@@ -52,7 +53,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "machine(vcpus=2, memory=512, queues=2, speed=100000, append=(), "
                                        "boot_timeout=90): what the `machine` fixture boots")
+    config.addinivalue_line("markers", "kvm_only: checks that need the run to be under KVM; "
+                                       "skipped unless --accel kvm")
     config.stash[_STATE] = _State(config)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """kvm_only cases run only when KVM was asked for (CI with nested virtualisation)."""
+    if item.get_closest_marker("kvm_only") and item.config.getoption("accel") != "kvm":
+        pytest.skip("kvm_only: runs with --accel kvm")
 
 
 class _State:
@@ -60,11 +69,15 @@ class _State:
 
     def __init__(self, config: pytest.Config):
         self.config = config
+        # Each pytest-xdist worker is its own session: its own run id (so its own
+        # netns, taps and run dir) and its own results/<run id>/session.json.
         self.run_id = new_run_id()
+        self.worker = os.environ.get("PYTEST_XDIST_WORKER")
         self.results = Path(config.getoption("results", Path("results"))) / self.run_id
         self.machines: dict[Machine, int] = {}  # live machine -> splats already reported
         self.kernels: dict[str, Kernel] = {}
-        self.record: dict = {"run_id": self.run_id, "kernels": {}, "accel": {}, "image": None, "boots": []}
+        self.record: dict = {"run_id": self.run_id, "worker": self.worker, "kernels": {}, "accel": {}, "image": None,
+                             "boots": []}
 
     def write_record(self) -> None:
         self.results.mkdir(parents=True, exist_ok=True)

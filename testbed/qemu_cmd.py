@@ -16,6 +16,7 @@ from .errors import ConfigError
 QEMU = "qemu-system-x86_64"
 ACCELS = ("kvm", "tcg")
 AGENT_PORT_ID = "qga-port"
+SHELL_PORT_NAME = "org.prism-testbed.shell"
 _NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 _MAC = re.compile(r"^([0-9a-f]{2}:){5}[0-9a-f]{2}$")
 
@@ -57,6 +58,7 @@ class MachineSpec:
     nics: tuple[NicSpec, ...] = ()
     netns: str | None = None
     append: tuple[str, ...] = field(default_factory=tuple)
+    shell_port: bool = False  # a virtio console (the guest's hvc0) for `prism-testbed shell`
 
     def __post_init__(self) -> None:
         if not _NAME.fullmatch(self.name):
@@ -108,6 +110,10 @@ class RunFiles:
         return self.dir / "qemu.log"
 
     @property
+    def shell(self) -> Path:
+        return self.dir / "shell.sock"
+
+    @property
     def pidfile(self) -> Path:
         return self.dir / "qemu.pid"
 
@@ -136,6 +142,9 @@ def build_argv(spec: MachineSpec, files: RunFiles, qemu: str = QEMU) -> list[str
         "-device", "virtio-serial-pci", "-device", f"virtserialport,chardev=qga,name=org.qemu.guest_agent.0,id={AGENT_PORT_ID}",
         "-pidfile", str(files.pidfile),
     ]
+    if spec.shell_port:
+        argv += ["-chardev", f"socket,id=shell,path={files.shell},server=on,wait=off",
+                 "-device", f"virtconsole,chardev=shell,name={SHELL_PORT_NAME}"]
     for i, nic in enumerate(spec.nics):
         argv += [
             "-netdev", f"tap,id=net{i},ifname={nic.tap},script=no,downscript=no,queues={nic.queues},"

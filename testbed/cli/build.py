@@ -1,8 +1,4 @@
-"""`prism-testbed`: the testbed's pieces from the command line.
-
-Errors the user can fix are one line (the input and what is wrong with
-it); --verbose shows the traceback as well.
-"""
+"""`prism-testbed kernel|image|run|accel`: build things, boot one VM."""
 
 from __future__ import annotations
 
@@ -11,20 +7,16 @@ import json
 import shlex
 import shutil
 import sys
-import traceback
 from pathlib import Path
 
-from rich.table import Table
-
-from . import accel as accel_mod
-from .cache import Store, cache_root
-from .errors import TestbedError
-from .fabric import Fabric, new_run_id, runtime_dir
-from .image import build_image, load_spec
-from .kernel import obtain
-from .machine import Machine
-from .progress import console
-from .qemu_cmd import MachineSpec, NicSpec
+from .. import accel as accel_mod
+from ..errors import TestbedError
+from ..fabric import Fabric, new_run_id, runtime_dir
+from ..image import build_image, load_spec
+from ..kernel import obtain
+from ..machine import Machine
+from ..progress import console
+from ..qemu_cmd import MachineSpec, NicSpec
 
 
 def cmd_kernel_build(args: argparse.Namespace) -> int:
@@ -73,49 +65,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
-def cmd_experiment(args: argparse.Namespace) -> int:
-    """The main job: the mix unloaded and loaded on each kernel (and PRISM mode), then the report."""
-    from .experiment import ExperimentPlan, publish, run_experiment
-
-    plan = ExperimentPlan(kernels=args.kernels, mix=args.mix, prism_settings=args.prism, accel=args.accel,
-                          source=args.source, results=args.results, repeat=args.repeat)
-    result = run_experiment(plan)
-    publish(result)
-    return 0
-
-
-def cmd_report(args: argparse.Namespace) -> int:
-    """Merge run records (files or directories) into one table, comparison and plot."""
-    from . import report
-
-    records = report.load_records(args.paths)
-    if args.markdown:
-        sys.stdout.write(report.markdown(records))
-    else:
-        for table in report.rich_tables(records):
-            console.print(table)
-    if args.plot:
-        report.cdf_plot(records, args.plot)
-        console.print(f"plot: {args.plot}", highlight=False)
-    return 0
-
-
-def cmd_cache_list(args: argparse.Namespace) -> int:
-    table = Table(title=f"cache: {cache_root()}")
-    for column in ("kind", "key", "what", "built"):
-        table.add_column(column)
-    for kind in ("kernels", "images"):
-        for entry in Store(kind).entries():
-            try:
-                meta = entry.metadata()
-            except (OSError, ValueError):
-                meta = {}
-            what = meta.get("release") or f"{meta.get('size_mib', '?')} MiB"
-            table.add_row(kind, entry.key, str(what), str(meta.get("built_at", "?")))
-    console.print(table)
-    return 0
-
-
 def cmd_accel(args: argparse.Namespace) -> int:
     kernel = obtain(args.kernel, None, args.source)
     choice = accel_mod.choose(args.accel, kernel.bzimage)
@@ -123,11 +72,7 @@ def cmd_accel(args: argparse.Namespace) -> int:
     return 0
 
 
-def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="prism-testbed", description=__doc__.splitlines()[0])
-    top.add_argument("--verbose", action="store_true", help="show tracebacks")
-    sub = top.add_subparsers(dest="command", required=True)
-
+def add_parsers(sub) -> None:
     kernel = sub.add_parser("kernel", help="kernels").add_subparsers(dest="action", required=True)
     build = kernel.add_parser("build", help="build (or find in the cache) kernel variants")
     build.add_argument("variants", nargs="*", metavar="VARIANT", help="variants from kernel-config/ (default: prism)")
@@ -153,49 +98,8 @@ def parser() -> argparse.ArgumentParser:
                      help="command for the guest (default: uname -a)")
     run.set_defaults(func=cmd_run)
 
-    exp = sub.add_parser("experiment", help="the main job: prism vs vanilla")
-    exp.add_argument("--kernels", nargs="+", default=["vanilla", "prism"])
-    exp.add_argument("--mix", default="overlay-flood", help="mix from cases/mixes/ or a path")
-    exp.add_argument("--prism", nargs="+", default=["pseudo-sync", "sync", "sync+split"], metavar="MODE[+split]",
-                     help="PRISM settings to measure on PRISM kernels")
-    exp.add_argument("--repeat", type=int, default=1, help="runs per condition")
-    exp.add_argument("--source")
-    exp.add_argument("--accel", default="auto", choices=("auto", "kvm", "tcg"))
-    exp.add_argument("--results", type=Path, default=Path("results"))
-    exp.set_defaults(func=cmd_experiment)
-
-    rep = sub.add_parser("report", help="merge run records into one comparison")
-    rep.add_argument("paths", nargs="+", type=Path, metavar="DIR", help="result directories or record files")
-    rep.add_argument("--markdown", action="store_true", help="print markdown (e.g. for a CI job summary)")
-    rep.add_argument("--plot", type=Path, help="also write a CDF plot (PNG) here")
-    rep.set_defaults(func=cmd_report)
-
-    cache = sub.add_parser("cache", help="the build cache").add_subparsers(dest="action", required=True)
-    cache.add_parser("list", help="list cached kernels and images").set_defaults(func=cmd_cache_list)
-
     acc = sub.add_parser("accel", help="which accelerator and vhost a run would use, and why")
     acc.add_argument("--kernel", default="prism")
     acc.add_argument("--source")
     acc.add_argument("--accel", default="auto", choices=("auto", "kvm", "tcg"))
     acc.set_defaults(func=cmd_accel)
-    return top
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    if getattr(args, "guest_command", None) and args.guest_command[:1] == ["--"]:
-        args.guest_command = args.guest_command[1:]
-    try:
-        return args.func(args)
-    except TestbedError as exc:
-        if args.verbose:
-            traceback.print_exc()
-        console.print(f"[red]error:[/] {exc}", markup=True, highlight=False)
-        return 2
-    except KeyboardInterrupt:
-        console.print("[red]interrupted[/]")
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

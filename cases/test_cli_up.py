@@ -1,0 +1,77 @@
+"""`prism-testbed up` → exec and shell in a container → `down`, through the CLI
+as a user runs it; nothing of the run is left afterwards."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from testbed.fabric import NETNS_PREFIX, runtime_dir
+
+pytestmark = pytest.mark.vm
+
+
+def cli(*args: str, input: str | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    argv = [sys.executable, "-m", "testbed.cli", *args]
+    return subprocess.run(argv, input=input, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def netns_names() -> set[str]:
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
+    return {line.split()[0] for line in out.splitlines() if line.strip()}
+
+
+def processes_naming(marker: str) -> list[int]:
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if marker.encode() in (proc / "cmdline").read_bytes():
+                    pids.append(int(proc.name))
+            except OSError:
+                pass
+    return pids
+
+
+def test_up_exec_shell_down_leaves_nothing(kernel, request):
+    accel = request.config.getoption("accel")
+    selector = kernel.variant if kernel.variant in ("vanilla", "prism") else str(kernel.bzimage)
+    up = cli("up", "two-vm", "--kernel", selector, "--accel", accel, timeout=600)
+    assert up.returncode == 0, up.stdout + up.stderr
+    run_id = up.stdout.split("run ", 1)[1].split(":", 1)[0]
+    run_dir = runtime_dir(run_id)
+    try:
+        state = json.loads((run_dir / "up.json").read_text())
+        assert state["vms"] == {"client": ["c1", "c2"], "server": ["s1", "s2"]}
+        assert f"{NETNS_PREFIX}{run_id}" in netns_names()
+        assert len(processes_naming(f"{run_dir}/")) == 2, "one QEMU per VM"
+        # the supervisor, not this short-lived command, owns the run: the reaper spares it
+        owner_pid = int((run_dir / "owner").read_text().split()[0])
+        assert owner_pid == state["pid"] != os.getpid()
+
+        # one command in a container, through the supervisor's guest agent
+        out = cli("exec", "--run", run_id, "client", "c1", "--", "hostname; ping -c 1 -W 5 10.42.0.21")
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert out.stdout.splitlines()[0] == "c1" and " 0% packet loss" in out.stdout
+        assert cli("exec", "--run", run_id, "client", "c1", "--", "exit 7").returncode == 7
+        wrong = cli("exec", "--run", run_id, "client", "s1", "--", "true")
+        assert wrong.returncode == 2 and "it runs on vm server" in wrong.stderr
+
+        # the interactive path, driven by a pipe: a real shell inside the container
+        shell = cli("shell", "--run", run_id, "server", "s2", input="hostname\ncat /proc/1/comm\n", timeout=120)
+        assert shell.returncode == 0, shell.stdout + shell.stderr
+        lines = [line.strip() for line in shell.stdout.splitlines()]
+        assert "s2" in lines, shell.stdout  # the container's hostname
+        assert "sleep" in lines, shell.stdout  # its own PID 1: the topology's `sleep infinity`
+    finally:
+        down = cli("down", run_id, timeout=180)
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert f"{NETNS_PREFIX}{run_id}" not in netns_names()
+    assert not processes_naming(f"{run_dir}/"), "a QEMU of the run is still running"
+    assert not run_dir.exists()
+    assert not processes_naming(f'"run_id": "{run_id}"'), "the supervisor is still running"

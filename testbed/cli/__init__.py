@@ -1,0 +1,46 @@
+"""`prism-testbed`: the testbed's pieces from the command line.
+
+Errors the user can fix are one line (the input and what is wrong with
+it); --verbose shows the traceback as well. Each module here adds one
+group of subcommands: build (kernels, images, one-VM runs), results
+(experiment, report), cache, doctor, and up (deployments that stay up: up, status, exec, shell, down).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+
+from ..errors import TestbedError
+from ..progress import console
+from . import build, cache, doctor, results, up
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="prism-testbed", description=__doc__.splitlines()[0])
+    top.add_argument("--verbose", action="store_true", help="show tracebacks")
+    sub = top.add_subparsers(dest="command", required=True)
+    for module in (build, cache, doctor, results, up):
+        module.add_parsers(sub)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if getattr(args, "guest_command", None) and args.guest_command[:1] == ["--"]:
+        args.guest_command = args.guest_command[1:]
+    try:
+        return args.func(args)
+    except TestbedError as exc:
+        if args.verbose:
+            traceback.print_exc()
+        console.print(f"[red]error:[/] {exc}", markup=True, highlight=False)
+        return 2
+    except KeyboardInterrupt:
+        console.print("[red]interrupted[/]")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

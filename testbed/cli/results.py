@@ -1,0 +1,53 @@
+"""`prism-testbed experiment|report`: the main job, and reports from run records."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .. import report
+from ..experiment import ExperimentPlan, publish, run_experiment
+from ..progress import console
+
+
+def cmd_experiment(args: argparse.Namespace) -> int:
+    """The main job: the mix unloaded and loaded on each kernel (and PRISM mode), then the report."""
+    plan = ExperimentPlan(kernels=args.kernels, mix=args.mix, prism_settings=args.prism, accel=args.accel,
+                          source=args.source, results=args.results, repeat=args.repeat)
+    result = run_experiment(plan)
+    publish(result)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Merge run records (files or directories) into one table, comparison and plot."""
+    records = report.load_records(args.paths)
+    if args.markdown:
+        sys.stdout.write(report.markdown(records))
+    else:
+        for table in report.rich_tables(records):
+            console.print(table)
+    if args.plot:
+        report.cdf_plot(records, args.plot)
+        console.print(f"plot: {args.plot}", highlight=False)
+    return 0
+
+
+def add_parsers(sub) -> None:
+    exp = sub.add_parser("experiment", help="the main job: prism vs vanilla")
+    exp.add_argument("--kernels", nargs="+", default=["vanilla", "prism"])
+    exp.add_argument("--mix", default="overlay-flood", help="mix from cases/mixes/ or a path")
+    exp.add_argument("--prism", nargs="+", default=["pseudo-sync", "sync", "sync+split"], metavar="MODE[+split]",
+                     help="PRISM settings to measure on PRISM kernels")
+    exp.add_argument("--repeat", type=int, default=1, help="runs per condition")
+    exp.add_argument("--source")
+    exp.add_argument("--accel", default="auto", choices=("auto", "kvm", "tcg"))
+    exp.add_argument("--results", type=Path, default=Path("results"))
+    exp.set_defaults(func=cmd_experiment)
+
+    rep = sub.add_parser("report", help="merge run records into one comparison")
+    rep.add_argument("paths", nargs="+", type=Path, metavar="DIR", help="result directories or record files")
+    rep.add_argument("--markdown", action="store_true", help="print markdown (e.g. for a CI job summary)")
+    rep.add_argument("--plot", type=Path, help="also write a CDF plot (PNG) here")
+    rep.set_defaults(func=cmd_report)
