@@ -6,7 +6,7 @@ import pytest
 
 from testbed import kernel as kernel_mod
 from testbed.errors import KernelBuildError
-from testbed.kernel_source import pristine_tree
+from testbed.kernel_source import patched_tree, pristine_tree
 from testbed.kernel_spec import load_catalog
 from testbed.progress import Step
 
@@ -34,11 +34,18 @@ def test_dropped_option_names_itself_and_what_it_lacks(source_tree, tmp_path):
 
 
 def test_shipped_fragments_hold_in_the_final_config(source_tree, tmp_path):
-    """Every variant's fragments survive olddefconfig (what a build checks too)."""
+    """Every variant's fragments survive olddefconfig (what a build checks too), on its patched tree.
+
+    A variant's options may exist only once its series is applied (CONFIG_PRISM).
+    """
     catalog = load_catalog()
     for variant in catalog.variants.values():
         build = tmp_path / variant.name
         build.mkdir()
+        tree = source_tree
+        if variant.patches():
+            tree = patched_tree(source_tree, variant.patches(), tmp_path / f"{variant.name}-src", Step("test"))
         fragments = [(f.name, f) for f in variant.fragments]
-        final = kernel_mod.configure(Step("test"), source_tree, build, variant.base, fragments, tmp_path / "log")
+        final = kernel_mod.configure(Step("test"), tree, build, variant.base, fragments, tmp_path / "log")
         assert final["CONFIG_VXLAN"] == "y" and final["CONFIG_VIRTIO_NET"] == "y"
+        assert final.get("CONFIG_PRISM") == ("y" if variant.name == "prism" else None), variant.name
