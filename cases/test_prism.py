@@ -57,7 +57,7 @@ def vanilla(request, guest_image, prism):
 def goodput_mix(mix: mix_mod.Mix) -> mix_mod.Mix:
     """Bulk TCP (iperf3, c1 -> s2) next to the priority probes, no flood: what PRISM costs bulk."""
     tcp = mix_mod.Iperf3Spec("bulk-tcp", "c1", "s2", protocol="tcp", size=1000)
-    return dataclasses.replace(mix, name=f"{mix.name}-goodput", floods=(), iperf3=(tcp,))
+    return dataclasses.replace(mix, name=f"{mix.name}-goodput", floods=(), hogs=(), iperf3=(tcp,))
 
 
 def priority_flood_mix(mix: mix_mod.Mix) -> mix_mod.Mix:

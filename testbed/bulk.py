@@ -211,3 +211,26 @@ def parse_iperf3(name: str, protocol: str, text: str) -> Iperf3Report:
         return Iperf3Report(name, protocol, s.get("bits_per_second", 0.0) * (1 - s.get("lost_percent", 0.0) / 100),
                             s.get("lost_percent"), raw=data)
     return Iperf3Report(name, protocol, end.get("sum_received", {}).get("bits_per_second", 0.0), raw=data)
+
+
+@dataclass(frozen=True)
+class CpuHogSpec:
+    """CPU-bound work in a container: the busy host PRISM's paper targets.
+
+    Busy loops pinned to cpus compete with the softirq work there once the
+    kernel defers it to ksoftirqd, so the receiver's capacity drops and a
+    queue builds in its backlog, as on a highly utilised container host.
+    """
+
+    name: str
+    container: str
+    cpus: tuple[int, ...] = (1,)
+    loops: int = 1
+
+    def start_command(self) -> str:
+        cpus = ",".join(map(str, self.cpus))
+        loop = f"taskset -c {cpus} sh -c 'while :; do :; done' & p=\\\"\\$p \\$!\\\";"
+        return f"sh -c \"p=; {' '.join([loop] * self.loops)} echo \\$p > /tmp/hog-{self.name}.pids; wait\""
+
+    def stop_command(self) -> str:
+        return f"kill $(cat /tmp/hog-{self.name}.pids) 2>/dev/null; rm -f /tmp/hog-{self.name}.pids"

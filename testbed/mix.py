@@ -6,7 +6,8 @@ A mix file (cases/mixes/NAME.toml) names its topology and lists flows:
   container, echoed back and timed; class "priority" or "bulk" (a bulk-class
   probe is how bulk's own latency is measured in the same run);
 - flood: scapy-templated UDP bulk from the host traffic port;
-- iperf3: TCP or UDP bulk between two containers.
+- iperf3: TCP or UDP bulk between two containers;
+- hog: CPU-bound busy loops in a container, pinned to CPUs (a busy host).
 
 The same mix runs unchanged on every kernel; what differs between kernels
 (e.g. PRISM's knobs) is derived from the mix (its priority ports and DSCP),
@@ -19,7 +20,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .bulk import HostFloodSpec, Iperf3Spec
+from .bulk import CpuHogSpec, HostFloodSpec, Iperf3Spec
 from .errors import ConfigError
 from .prober import PROBE_PROTOCOLS, ProbeFlow
 from .tomlconf import check_keys, read, typed
@@ -33,6 +34,7 @@ _TOP = {"name", "topology", "settle", "flow", "tuning", "description"}
 _PROBE = {"name", "kind", "class", "dst", "protocol", "ip", "dport", "dscp", "size", "rate", "count", "start"}
 _FLOOD = {"name", "kind", "class", "dst", "dport", "dscp", "size", "rate", "flows"}
 _IPERF = {"name", "kind", "class", "src", "dst", "protocol", "rate", "size", "port", "streams", "dscp"}
+_HOG = {"name", "kind", "class", "container", "cpus", "loops"}
 _TUNING = {"rps", "sysctl", "reflector-cpus"}
 
 
@@ -55,6 +57,7 @@ class Mix:
     classes: dict[str, str]  # probe flow name -> priority | bulk
     floods: tuple[HostFloodSpec, ...] = ()
     iperf3: tuple[Iperf3Spec, ...] = ()
+    hogs: tuple[CpuHogSpec, ...] = ()
     tuning: dict[str, Tuning] = field(default_factory=dict)
     settle: float = 1.0  # seconds of bulk before the first probe
     description: str = ""
@@ -62,7 +65,7 @@ class Mix:
 
     @property
     def loaded(self) -> bool:
-        return bool(self.floods or self.iperf3)
+        return bool(self.floods or self.iperf3 or self.hogs)
 
     @property
     def probe_seconds(self) -> float:
@@ -81,12 +84,13 @@ class Mix:
 
     def without_bulk(self) -> Mix:
         """The unloaded twin: the same probes (bulk-class probes too), no load."""
-        return dataclasses.replace(self, name=f"{self.name}-unloaded", floods=(), iperf3=(), settle=0.0)
+        return dataclasses.replace(self, name=f"{self.name}-unloaded", floods=(), iperf3=(), hogs=(), settle=0.0)
 
     def validate(self, topology: Topology) -> Mix:
         where = f"{self.origin}: mix {self.name}"
         containers = {c.name for _, c in topology.containers()}
-        names = [p.name for p in self.probes] + [f.name for f in self.floods] + [i.name for i in self.iperf3]
+        names = ([p.name for p in self.probes] + [f.name for f in self.floods] + [i.name for i in self.iperf3]
+                 + [h.name for h in self.hogs])
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ConfigError(f"{where}: flow name {dupes[0]!r} is used twice")
@@ -106,6 +110,13 @@ class Mix:
                 if end not in containers:
                     raise ConfigError(f"{where}: flow {i.name}: no container {end!r} in topology {topology.name}")
         vms = {vm.name: vm for vm in topology.vms}
+        for h in self.hogs:
+            vm = next((vm for vm, c in topology.containers() if c.name == h.container), None)
+            if vm is None:
+                raise ConfigError(f"{where}: flow {h.name}: no container {h.container!r} in topology {topology.name}")
+            if not h.cpus or not all(0 <= c < vm.vcpus for c in h.cpus) or not 1 <= h.loops <= 16:
+                raise ConfigError(f"{where}: flow {h.name}: cpus {list(h.cpus)} must be below vm {vm.name}'s "
+                                  f"{vm.vcpus} vCPUs and loops 1-16")
         overlays = {o.name for o in topology.overlays}
         for vm_name, tuning in self.tuning.items():
             if vm_name not in vms:
@@ -163,9 +174,18 @@ def _iperf3(t: dict, where: str) -> Iperf3Spec:
                       streams=typed(t, "streams", int, where, 1), dscp=typed(t, "dscp", int, where, 0))
 
 
+def _hog(t: dict, where: str) -> CpuHogSpec:
+    check_keys(t, _HOG, where)
+    cpus = typed(t, "cpus", list, where, [1])
+    if not all(isinstance(c, int) and not isinstance(c, bool) for c in cpus):
+        raise ConfigError(f"{where}: cpus must be a list of CPU numbers")
+    return CpuHogSpec(name=typed(t, "name", str, where), container=typed(t, "container", str, where),
+                      cpus=tuple(cpus), loops=typed(t, "loops", int, where, 1))
+
+
 def from_dict(data: dict, origin: str) -> Mix:
     check_keys(data, _TOP, origin)
-    probes, classes, floods, iperf = [], {}, [], []
+    probes, classes, floods, iperf, hogs = [], {}, [], [], []
     for i, raw in enumerate(typed(data, "flow", list, origin)):
         where = f"{origin}: [[flow]] #{i + 1}"
         t = as_table(raw, where)
@@ -183,8 +203,10 @@ def from_dict(data: dict, origin: str) -> Mix:
             floods.append(_flood(t, where))
         elif kind == "iperf3":
             iperf.append(_iperf3(t, where))
+        elif kind == "hog":
+            hogs.append(_hog(t, where))
         else:
-            raise ConfigError(f"{where}: kind {kind!r} must be probe, flood or iperf3")
+            raise ConfigError(f"{where}: kind {kind!r} must be probe, flood, iperf3 or hog")
     tuning = {}
     for vm_name, raw in as_table(data.get("tuning", {}), f"{origin}: [tuning]").items():
         where = f"{origin}: [tuning.{vm_name}]"
@@ -202,7 +224,8 @@ def from_dict(data: dict, origin: str) -> Mix:
     if not probes:
         raise ConfigError(f"{origin}: a mix needs at least one probe flow")
     return Mix(name=typed(data, "name", str, origin), topology=typed(data, "topology", str, origin),
-               probes=tuple(probes), classes=classes, floods=tuple(floods), iperf3=tuple(iperf), tuning=tuning,
+               probes=tuple(probes), classes=classes, floods=tuple(floods), iperf3=tuple(iperf), hogs=tuple(hogs),
+               tuning=tuning,
                settle=float(typed(data, "settle", (int, float), origin, 1.0)),
                description=typed(data, "description", str, origin, ""), origin=origin)
 

@@ -59,7 +59,8 @@ class MixRun:
 
 def receivers(deployment, mix: Mix) -> list[str]:
     """VMs that receive any of the mix's traffic, in topology order."""
-    dsts = {p.dst for p in mix.probes} | {f.dst for f in mix.floods} | {i.dst for i in mix.iperf3}
+    dsts = ({p.dst for p in mix.probes} | {f.dst for f in mix.floods} | {i.dst for i in mix.iperf3}
+            | {h.container for h in mix.hogs})
     return [vm.name for vm in deployment.topology.vms if any(c.name in dsts for c in vm.containers)]
 
 
@@ -127,6 +128,8 @@ def run_mix(deployment, mix: Mix, grace: float = 2.0) -> MixRun:
         _start_iperf3(deployment, mix, bulk_seconds + 1)
         entered = []
         try:
+            for hog in mix.hogs:
+                deployment.container(hog.container).spawn(hog.start_command(), log=f"/tmp/hog-{hog.name}.log")
             for flood in floods:
                 flood.__enter__()
                 entered.append(flood)
@@ -135,6 +138,8 @@ def run_mix(deployment, mix: Mix, grace: float = 2.0) -> MixRun:
         finally:
             for flood in reversed(entered):
                 flood.__exit__(None, None, None)
+            for hog in mix.hogs:
+                deployment.container(hog.container).exec(hog.stop_command())
         iperf = _collect_iperf3(deployment, mix, time.monotonic() + bulk_seconds + 15)
     run = MixRun(mix, probe_run, [f.report for f in floods], iperf, watch.result,
                  time.monotonic() - start, (load_before, os.getloadavg()[0]))

@@ -70,7 +70,7 @@ def test_a_mix_reads_flows_classes_and_tuning(tmp_path):
     (('dst = "s2"\nrate = 5000', 'dst = "nowhere"\nrate = 5000'), "flow flood: no container 'nowhere' in topology two-vm"),
     (('name = "bulk-probe"', 'name = "priority"'), "flow name 'priority' is used twice"),
     (('class = "bulk"', 'class = "urgent"'), "class 'urgent' must be priority or bulk"),
-    (('kind = "iperf3"', 'kind = "iperf9"'), "kind 'iperf9' must be probe, flood or iperf3"),
+    (('kind = "iperf3"', 'kind = "iperf9"'), "kind 'iperf9' must be probe, flood, iperf3 or hog"),
     (("rps = { ov0 = [1] }", "rps = { ov0 = [5] }"), "rps ov0: CPUs [5] must be non-empty and below the VM's 2 vCPUs"),
     (("rps = { ov0 = [1] }", "rps = { ov9 = [1] }"), "rps: 'ov9' is neither an overlay"),
     (("[tuning.server]", "[tuning.nobody]"), "[tuning.nobody]: no vm 'nobody'"),
