@@ -167,12 +167,13 @@ def stage_rows(records: list[dict]) -> list[list[str]]:
                         str(s["peak_backlog"]), f"{s['host_tap']['dropped']}", str(sum(s["gro_cells_dropped"].values())),
                         str(soft.get("dropped", 0)), str(sum(x.get("RcvbufErrors", 0) for x in s["sockets"].values())),
                         str(soft.get("time_squeeze", 0)),
+                        " ".join(f"{int(v * 100)}%" for _, v in sorted(s.get("softirq_share", {}).items())) or "-",
                         "invalid" if r["validity"] else ("guest" if s["queued_in_guest"] else "outside guest")])
     return out
 
 
 STAGE_HEADER = ["kernel", "mix", "vm", "flood pps", "iperf3 Mbit/s", "peak backlog", "tap drops", "gro_cells drops",
-                "backlog drops", "socket drops", "squeeze", "queue in"]
+                "backlog drops", "socket drops", "squeeze", "softirq per cpu", "queue in"]
 
 
 HEADER = ["kernel", "mix", "flow", "class", "n", "p50 ms [95% CI]", "p90 ms", "p99 ms [95% CI]", "p99.9 ms",

@@ -32,6 +32,18 @@ class VmCounters:
     links: dict[str, LinkStats]
     snmp: dict[str, dict[str, int]]  # container -> Udp counters
     prism_stat: str | None
+    cpu_times: dict[int, tuple[int, int]] = field(default_factory=dict)  # cpu -> (softirq ticks, all ticks)
+
+
+def parse_proc_stat(text: str) -> dict[int, tuple[int, int]]:
+    """Per CPU, (softirq ticks, all ticks) from /proc/stat's cpuN lines."""
+    out = {}
+    for line in text.splitlines():
+        f = line.split()
+        if f and f[0].startswith("cpu") and f[0][3:].isdigit() and len(f) >= 8:
+            ticks = [int(x) for x in f[1:]]
+            out[int(f[0][3:])] = (ticks[6], sum(ticks[:8]))  # softirq; user..steal
+    return out
 
 
 @dataclass(frozen=True)
@@ -78,6 +90,7 @@ class VmStages:
     backlog: list[BacklogSample] = field(default_factory=list)
     sockets: dict[str, dict[str, int]] = field(default_factory=dict)
     prism_stat: dict[str, int] = field(default_factory=dict)
+    softirq_share: dict[int, float] = field(default_factory=dict)  # cpu -> share of its time in softirq
 
     @property
     def peak_backlog(self) -> int:
@@ -114,6 +127,7 @@ class VmStages:
                 "nic": {"rx": self.nic_rx, "dropped": self.nic_dropped}, "gro_cells_dropped": self.gro_cells_dropped,
                 "softnet": self.softnet, "backlog": [b.__dict__ for b in self.backlog],
                 "veth_dropped": self.veth_dropped, "sockets": self.sockets, "prism_stat": self.prism_stat,
+                "softirq_share": self.softirq_share,
                 "peak_backlog": self.peak_backlog, "guest_drops": self.guest_drops,
                 "saturated": self.saturated, "queued_in_guest": self.queued_in_guest, "where": self.where()}
 
@@ -152,11 +166,13 @@ class StageWatch:
             pids = self._pids[vm]
             parts = ["cat /proc/net/softnet_stat", "ip -s -j link show"]
             parts += [f"cat /proc/{pid}/net/snmp" for pid in pids.values()]
+            parts.append("cat /proc/stat")
             parts.append("cat /proc/net/prism_stat 2>/dev/null || true")
             script = f"; echo {_MARK}; ".join(parts)
             out = d.vm(vm).run(script, timeout=30, check=True).stdout.split(_MARK + "\n")
             snmp = {name: parse_snmp(out[2 + i]) for i, name in enumerate(pids)}
-            vms[vm] = VmCounters(parse_softnet(out[0]), parse_ip_link(out[1]), snmp, out[-1] or None)
+            vms[vm] = VmCounters(parse_softnet(out[0]), parse_ip_link(out[1]), snmp, out[-1] or None,
+                                 parse_proc_stat(out[-2]))
         return Snapshot(taps, vms)
 
     def __enter__(self) -> StageWatch:
@@ -208,6 +224,10 @@ def stages_between(before: Snapshot, after: Snapshot, samples: dict[str, list[Ba
             prev = b.snmp.get(name, {})
             s.sockets[name] = {k: counters[k] - prev.get(k, 0) for k in ("InDatagrams", "RcvbufErrors", "InErrors")
                                if k in counters}
+        for cpu, (soft, total) in a.cpu_times.items():
+            soft0, total0 = b.cpu_times.get(cpu, (0, 0))
+            if total > total0:
+                s.softirq_share[cpu] = round((soft - soft0) / (total - total0), 3)
         pa, pb = parse_prism_stat(a.prism_stat), parse_prism_stat(b.prism_stat)
         s.prism_stat = {k: v - pb.get(k, 0) for k, v in pa.items()}
         out[vm] = s

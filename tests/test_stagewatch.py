@@ -75,3 +75,16 @@ def test_a_queue_only_in_the_host_tap_is_saturation_outside_the_guest():
 def test_rps_script_writes_the_cpu_mask_to_every_rx_queue():
     script = rps_script("vx42", (1, 3))
     assert "echo a > $q/rps_cpus" in script and "/sys/class/net/vx42/queues/rx-*" in script
+
+
+def test_softirq_share_per_cpu():
+    from testbed.stagewatch import parse_proc_stat
+    before = parse_proc_stat("cpu  1 2 3 4 5 6 7 8 0 0\ncpu0 10 0 10 70 0 0 10 0 0 0\ncpu1 0 0 0 100 0 0 0 0 0 0\n")
+    after = parse_proc_stat("cpu  1 2 3 4 5 6 7 8 0 0\ncpu0 20 0 20 80 0 0 80 0 0 0\ncpu1 0 0 0 200 0 0 0 0 0 0\n")
+    assert before[0] == (10, 100) and after[0] == (80, 200)
+    topo = topology_mod.load("two-vm")
+    b, a = snapshot(1, 0, 0, 0, 0), snapshot(2, 0, 0, 0, 0)
+    b = Snapshot(b.taps, {"server": VmCounters(**{**b.vms["server"].__dict__, "cpu_times": before})})
+    a = Snapshot(a.taps, {"server": VmCounters(**{**a.vms["server"].__dict__, "cpu_times": after})})
+    s = stages_between(b, a, {}, topo)["server"]
+    assert s.softirq_share == {0: 0.7, 1: 0.0}
