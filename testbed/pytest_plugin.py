@@ -349,6 +349,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config)
     for variant, choice in state.record["accel"].items():
         tr.write_line(f"accel for {variant}: {choice['accel']}, vhost {'on' if choice['vhost'] else 'off'} "
                       f"({choice['reason']})")
+    if "backend" in state.record:
+        tr.write_line(f"backend: {state.record['backend']}")
     boots = sorted(b["boot_seconds"] for b in state.record["boots"])
     if boots:
         tr.write_line(f"boots: {len(boots)}, launch to first guest command median {boots[len(boots) // 2]:.2f}s")
