@@ -288,5 +288,6 @@ class LibvirtMachine:
 
     def how_to_reach(self) -> str:
         """For --keep and describe(): the domain, and where its console goes."""
-        return (f"{self.name}: libvirt domain {self.domain_name} on {self.uri} (virsh -c {self.uri} console "
-                f"{self.domain_name}; it ends with this process: AUTODESTROY); console log {self.files.console}")
+        return (f"{self.name}: libvirt domain {self.domain_name} on {self.uri} (virsh -c '{self.uri}' dumpxml "
+                f"{self.domain_name}; it ends with this process: AUTODESTROY); console log {self.files.console} "
+                "(the testbed holds the console: `virsh console --force` takes it over)")
