@@ -1,6 +1,6 @@
 """Topology readiness: launch to every container reachable. Prints; asserts nothing.
 
-    .venv/bin/python benchmarks/topology.py [--topology two-vm] [--runs 3] [--kernel vanilla]
+    .venv/bin/python benchmarks/topology.py [--topology two-vm] [--runs 3] [--kernel vanilla] [--backend qemu|libvirt]
 
 "Ready" is the deployment up (VMs booted in parallel, overlay and
 containers laid out); "reachable" adds one ping from every container to
@@ -22,15 +22,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from testbed import accel as accel_mod
 from testbed import topology as topology_mod
+from testbed.backend import BACKENDS, Backend
 from testbed.deployment import Deployment
 from testbed.image import build_image, load_spec
 from testbed.kernel import obtain
 from testbed.progress import console
 
 
-def one_run(topo, kernel, image, choice) -> dict:
+def one_run(topo, kernel, image, choice, backend: Backend) -> dict:
     start = time.monotonic()
-    with Deployment(topo, kernel, image, choice) as deployment:
+    with Deployment(topo, kernel, image, choice, backend=backend) as deployment:
         ready = time.monotonic() - start
         handles = list(deployment.containers.values())
         for src in handles:
@@ -48,6 +49,7 @@ def main() -> int:
     parser.add_argument("--topology", default="two-vm")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--kernel", default="vanilla")
+    parser.add_argument("--backend", default="qemu", choices=BACKENDS)
     parser.add_argument("--output", type=Path, default=Path("results/bench-topology.json"))
     args = parser.parse_args()
 
@@ -55,9 +57,10 @@ def main() -> int:
     kernel = obtain(args.kernel)
     image = build_image(load_spec())
     choice = accel_mod.choose("auto", kernel.bzimage)
-    runs = [one_run(topo, kernel, image, choice) for _ in range(args.runs)]
+    backend = Backend(args.backend)
+    runs = [one_run(topo, kernel, image, choice, backend) for _ in range(args.runs)]
 
-    table = Table(title=f"topology {topo.name} readiness ({kernel.release}, {choice.accel})")
+    table = Table(title=f"topology {topo.name} readiness ({kernel.release}, {choice.accel}, {backend.describe()})")
     for column in ("run", "ready", "every container reachable", "boots", "overlay set-up"):
         table.add_column(column)
     for i, run in enumerate(runs, 1):
@@ -65,7 +68,8 @@ def main() -> int:
                       ", ".join(f"{k} {v:.1f}s" for k, v in run["boot_s"].items()),
                       ", ".join(f"{k} {v:.1f}s" for k, v in run["overlay_s"].items()))
     console.print(table)
-    summary = {"topology": topo.name, "kernel": kernel.release, "accel": choice.as_dict(), "runs": runs,
+    summary = {"topology": topo.name, "kernel": kernel.release, "accel": choice.as_dict(),
+               "backend": backend.describe(), "runs": runs,
                "ready_median_s": statistics.median(r["ready_s"] for r in runs),
                "reachable_median_s": statistics.median(r["reachable_s"] for r in runs)}
     console.print(f"median: ready {summary['ready_median_s']:.2f}s, "

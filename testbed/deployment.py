@@ -3,6 +3,8 @@
 One context manager owns everything a topology run creates; leaving it,
 by return, exception or Ctrl-C, stops every QEMU, deletes the run's
 namespace (and with it every tap and veth) and removes the run directory.
+The backend (testbed.backend) decides who starts the VMs: QEMU directly or
+libvirt; everything else is the same.
 """
 
 from __future__ import annotations
@@ -15,11 +17,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from .accel import AccelChoice
+from .backend import AnyMachine, Backend
 from .errors import FabricError
 from .fabric import Fabric, new_run_id, runtime_dir
 from .image import GuestImage
 from .kernel import Kernel
-from .machine import Machine
 from .overlay import (
     ContainerHandle,
     container_start_script,
@@ -45,7 +47,8 @@ class Deployment:
     """A running topology, with handles for its VMs and containers."""
 
     def __init__(self, topology: Topology, kernel: Kernel, image: GuestImage, accel: AccelChoice,
-                 run_id: str | None = None, boot_timeout: float = 120.0, shell_ports: bool = False):
+                 run_id: str | None = None, boot_timeout: float = 120.0, shell_ports: bool = False,
+                 backend: Backend | None = None):
         self.topology = topology.validate()
         self.kernel = kernel
         self.image = image
@@ -53,8 +56,9 @@ class Deployment:
         self.run_id = run_id or new_run_id()
         self.boot_timeout = boot_timeout
         self.shell_ports = shell_ports  # a console port per VM for interactive shells (`up`)
+        self.backend = backend or Backend()
         self.fabric = Fabric(self.run_id, mtu=topology.fabric.mtu)
-        self.machines: dict[str, Machine] = {}
+        self.machines: dict[str, AnyMachine] = {}
         self.containers: dict[str, ContainerHandle] = {}
         self.timings = Timings()
 
@@ -83,13 +87,15 @@ class Deployment:
                                  overlay.mtu, host_overlay_mac(t, overlay.name), peers,
                                  remote_macs(t, overlay.name, "host"), host_overlay_address6(t, overlay.name))
         for index, vm in enumerate(t.vms):
-            nics = tuple(NicSpec(tap=self.fabric.add_tap(nic.queues), mac=f"52:54:00:00:{index:02x}:{n:02x}",
-                                 queues=nic.queues, speed_mbps=nic.speed, vhost=self.accel.vhost)
+            nics = tuple(NicSpec(tap=self.backend.add_tap(self.fabric, nic.queues),
+                                 mac=f"52:54:00:00:{index:02x}:{n:02x}", queues=nic.queues, speed_mbps=nic.speed,
+                                 vhost=self.accel.vhost)
                          for n, nic in enumerate(vm.nics))
             spec = MachineSpec(name=vm.name, kernel=self.kernel.bzimage, image=self.image.root, vcpus=vm.vcpus,
-                               memory_mib=vm.memory, accel=self.accel.accel, nics=nics, netns=self.fabric.netns,
-                               shell_port=self.shell_ports)
-            self.machines[vm.name] = Machine(spec, runtime_dir(self.run_id) / vm.name, self.boot_timeout)
+                               memory_mib=vm.memory, accel=self.accel.accel, nics=nics,
+                               netns=self.backend.netns(self.fabric), shell_port=self.shell_ports)
+            self.machines[vm.name] = self.backend.machine(spec, runtime_dir(self.run_id) / vm.name,
+                                                          self.boot_timeout, self.fabric, self.run_id)
         self._parallel(self._boot, t.vms)
         self._parallel(self._lay_out, t.vms)
         self.timings.ready = time.monotonic() - start
@@ -119,7 +125,7 @@ class Deployment:
 
     # --- use --------------------------------------------------------------------------
 
-    def vm(self, name: str) -> Machine:
+    def vm(self, name: str) -> AnyMachine:
         if name not in self.machines:
             raise KeyError(f"topology {self.topology.name}: no VM {name!r} (has {', '.join(self.machines)})")
         return self.machines[name]
@@ -160,7 +166,7 @@ class Deployment:
 
     def describe(self, agent_free: bool = True) -> str:
         """How to reach each VM and container (for `up` and --keep)."""
-        lines = [f"run {self.run_id}: fabric netns {self.fabric.netns}, traffic port tp0 "
+        lines = [f"run {self.run_id} ({self.backend.describe()}): fabric netns {self.fabric.netns}, traffic port tp0 "
                  f"({self.topology.traffic_port_address})"]
         for name, machine in self.machines.items():
             lines.append(f"  vm {name}: underlay {self.topology.underlay_of(self.topology.vm(name))}; "

@@ -3,16 +3,20 @@
 Everything lives in a network namespace named after the run id, so the
 host's own interfaces are never touched and deleting the namespace removes
 all of it. QEMU processes are started inside the namespace (nsenter) to
-open their taps there. A traffic port (a veth on the bridge, with its own
+open their taps there. libvirtd cannot start QEMU inside the namespace, so
+for the libvirt backend a tap is made in the host's own namespace under a
+run-unique name (`pt<run id><n>`), opened there by QEMU, then moved into the
+run's namespace: a tap's open queues survive the move. A traffic port (a veth on the bridge, with its own
 underlay address and VXLAN endpoint) lets host-side tools act as a node of
 the overlay. A run records its owner; `reap_stale` removes what runs whose
-owner died left behind, and nothing else.
+owner died left behind (those host taps included), and nothing else.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -27,6 +31,9 @@ from .errors import FabricError
 NETNS_PREFIX = "prism-"
 BRIDGE = "br0"
 TRAFFIC_PORT = "tp0"
+HOST_TAP_PREFIX = "pt"  # taps made in the host's namespace: pt<run id><n>
+_HOST_TAP = re.compile(rf"^{HOST_TAP_PREFIX}([0-9a-f]{{8}})[0-9]+$")
+IFNAMSIZ = 15
 KEEP_MARKER = "keep"  # a run left up on purpose (--keep): the reaper spares it
 
 
@@ -92,6 +99,7 @@ class Fabric:
     run_id: str
     mtu: int = 1500
     taps: list[str] = field(default_factory=list)
+    host_taps: list[str] = field(default_factory=list)  # in the host's namespace, not yet moved
     _created: bool = False
     _taps_made: int = 0  # names are never reused within a run
 
@@ -135,6 +143,44 @@ class Fabric:
         if name in self.taps:
             ip("link", "del", name, netns=self.netns)
             self.taps.remove(name)
+        elif name in self.host_taps:
+            ip("link", "del", name)
+            self.host_taps.remove(name)
+
+    def add_host_tap(self, queues: int) -> str:
+        """A new multiqueue tap in the host's own namespace, for a QEMU libvirtd starts.
+
+        Its name carries the run id, so only this run's taps are ever touched
+        there; adopt_host_tap moves it onto the bridge once QEMU holds it.
+        """
+        if not self._created:
+            raise FabricError(f"fabric {self.netns}: create it before adding taps")
+        name = f"{HOST_TAP_PREFIX}{self.run_id}{self._taps_made}"
+        if not _HOST_TAP.fullmatch(name) or len(name) > IFNAMSIZ:
+            raise FabricError(f"run id {self.run_id!r}: host tap name {name!r} must match {_HOST_TAP.pattern}")
+        self._taps_made += 1
+        ip("tuntap", "add", "dev", name, "mode", "tap", *(["multi_queue"] if queues > 1 else []))
+        self.host_taps.append(name)
+        try:
+            ip("link", "set", name, "mtu", str(self.mtu))
+        except FabricError:
+            self.remove_tap(name)
+            raise
+        return name
+
+    def adopt_host_tap(self, name: str) -> None:
+        """Move a host tap (its queues held open by QEMU) into the run's namespace, onto the bridge."""
+        ip("link", "set", name, "netns", self.netns)
+        self.host_taps.remove(name)
+        self.taps.append(name)
+        ip("link", "set", name, "master", BRIDGE, "up", netns=self.netns)
+
+    def release_host_tap(self, name: str) -> None:
+        """Move an adopted tap back to the host's namespace (for a relaunch, which opens it there)."""
+        if name in self.taps:
+            ip("link", "set", name, "netns", str(os.getpid()), netns=self.netns)  # this process's netns
+            self.taps.remove(name)
+            self.host_taps.append(name)
 
     def add_traffic_port(self, address: str, prefix: int) -> str:
         """A veth on the bridge with its own underlay address, for host-side tools."""
@@ -168,7 +214,10 @@ class Fabric:
         return br
 
     def destroy(self) -> None:
-        """Delete the namespace and with it every tap, veth and bridge in it."""
+        """Delete the namespace and with it every tap, veth and bridge in it, and the host taps."""
+        for name in list(self.host_taps):
+            subprocess.run(["ip", "link", "del", name], capture_output=True, check=False)
+            self.host_taps.remove(name)
         if self._created:
             subprocess.run(["ip", "netns", "del", self.netns], capture_output=True, check=False)
             self._created = False
@@ -200,6 +249,14 @@ def _netns_names() -> list[str]:
     return [line.split()[0] for line in out.splitlines() if line.strip()]
 
 
+def _host_taps() -> dict[str, str]:
+    """Testbed taps in the host's own namespace: name -> run id."""
+    out = subprocess.run(["ip", "-o", "link", "show", "type", "tun"], capture_output=True, text=True,
+                         check=False).stdout
+    names = [line.split(": ", 2)[1].split("@")[0] for line in out.splitlines() if ": " in line]
+    return {name: m.group(1) for name in names if (m := _HOST_TAP.fullmatch(name))}
+
+
 def _qemu_pids_of(run_id: str) -> list[int]:
     """QEMU processes whose command line names this run's directory."""
     marker = str(runtime_dir(run_id)) + "/"
@@ -217,7 +274,7 @@ def _qemu_pids_of(run_id: str) -> list[int]:
 
 
 def reap_stale() -> list[str]:
-    """Remove what dead runs left: their QEMUs, namespaces and run directories.
+    """Remove what dead runs left: their QEMUs, namespaces, host taps and run directories.
 
     A run is dead when its recorded owner process no longer exists (a pid
     reused by another process has another start time). Live runs, runs kept
@@ -226,6 +283,8 @@ def reap_stale() -> list[str]:
     """
     reaped = []
     run_ids = {name[len(NETNS_PREFIX):] for name in _netns_names() if name.startswith(NETNS_PREFIX)}
+    host_taps = _host_taps()
+    run_ids |= set(host_taps.values())
     if runtime_base().is_dir():
         run_ids |= {p.name for p in runtime_base().iterdir() if p.is_dir() and not p.name.startswith(".")}
     for run_id in sorted(run_ids):
@@ -240,6 +299,10 @@ def reap_stale() -> list[str]:
             time.sleep(0.05)
         if f"{NETNS_PREFIX}{run_id}" in _netns_names():
             subprocess.run(["ip", "netns", "del", f"{NETNS_PREFIX}{run_id}"], capture_output=True, check=False)
+        taps = sorted(name for name, owner in host_taps.items() if owner == run_id)
+        for name in taps:
+            subprocess.run(["ip", "link", "del", name], capture_output=True, check=False)
         shutil.rmtree(runtime_dir(run_id), ignore_errors=True)
-        reaped.append(f"run {run_id}: {len(pids)} QEMU processes, netns {NETNS_PREFIX}{run_id}")
+        reaped.append(f"run {run_id}: {len(pids)} QEMU processes, netns {NETNS_PREFIX}{run_id}"
+                      + (f", host taps {' '.join(taps)}" if taps else ""))
     return reaped

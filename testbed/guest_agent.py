@@ -1,5 +1,9 @@
 """A client for qemu-guest-agent over its virtio-serial chardev socket.
 
+How a command runs (guest-exec, then guest-exec-status until it exits) is
+kept apart from how one agent command travels, so the libvirt backend reuses
+it over libvirt's own agent connection.
+
 The agent speaks QMP-style JSON without a greeting. Bytes sent before the
 agent runs wait in the virtio-serial port and are answered later, so the
 stream is resynchronised with `guest-sync-delimited` (its answer follows a
@@ -43,8 +47,49 @@ class CommandResult:
         return self
 
 
-class GuestAgent:
-    """One connection to one guest's agent."""
+class AgentCommands:
+    """guest-exec on top of any transport: subclasses say how one command travels."""
+
+    name: str
+
+    def execute(self, command: str, arguments: dict | None = None, timeout: float = 10.0):
+        """Run one agent command and return its 'return' value."""
+        raise NotImplementedError
+
+    def run(self, command: str | Sequence[str], timeout: float = 30.0, input: bytes | None = None) -> CommandResult:
+        """Run a command in the guest and wait for it, at most `timeout` s.
+
+        A string runs under /bin/sh -c; a list is executed directly. The
+        guest itself kills the command at the deadline (coreutils timeout),
+        so a hung command does not live on after it timed out.
+        """
+        argv = ["/bin/sh", "-c", command] if isinstance(command, str) else list(command)
+        shown = _abbreviate(command if isinstance(command, str) else shlex.join(argv))
+        wrapped = ["/usr/bin/timeout", "--signal=KILL", f"{timeout:g}", *argv]
+        args: dict = {"path": wrapped[0], "arg": wrapped[1:], "capture-output": True}
+        if input is not None:
+            args["input-data"] = base64.b64encode(input).decode()
+        start = time.monotonic()
+        pid = self.execute("guest-exec", args)["pid"]
+        deadline = start + timeout + 10.0  # the guest kills it at timeout; this covers a stuck guest
+        delay = 0.005
+        while True:
+            status = self.execute("guest-exec-status", {"pid": pid})
+            if status.get("exited"):
+                break
+            if time.monotonic() > deadline:
+                raise GuestCommandTimeout(f"{self.name}: `{shown}` did not finish in {timeout:g}s (guest unresponsive)")
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
+        seconds = time.monotonic() - start
+        code = status.get("exitcode", 128 + status.get("signal", 0))
+        if code == 137 and seconds >= timeout:
+            raise GuestCommandTimeout(f"{self.name}: `{shown}` did not finish in {timeout:g}s and was killed")
+        return CommandResult(shown, code, _b64(status.get("out-data")), _b64(status.get("err-data")), seconds)
+
+
+class GuestAgent(AgentCommands):
+    """One connection to one guest's agent over its chardev socket."""
 
     def __init__(self, path: Path, name: str = "guest"):
         self.path = path
@@ -109,37 +154,6 @@ class GuestAgent:
             if "return" in reply:
                 return reply["return"]
         raise GuestCommandTimeout(f"{self.name}: agent command {command} got no answer in {timeout:.0f}s")
-
-    def run(self, command: str | Sequence[str], timeout: float = 30.0, input: bytes | None = None) -> CommandResult:
-        """Run a command in the guest and wait for it, at most `timeout` s.
-
-        A string runs under /bin/sh -c; a list is executed directly. The
-        guest itself kills the command at the deadline (coreutils timeout),
-        so a hung command does not live on after it timed out.
-        """
-        argv = ["/bin/sh", "-c", command] if isinstance(command, str) else list(command)
-        shown = _abbreviate(command if isinstance(command, str) else shlex.join(argv))
-        wrapped = ["/usr/bin/timeout", "--signal=KILL", f"{timeout:g}", *argv]
-        args: dict = {"path": wrapped[0], "arg": wrapped[1:], "capture-output": True}
-        if input is not None:
-            args["input-data"] = base64.b64encode(input).decode()
-        start = time.monotonic()
-        pid = self.execute("guest-exec", args)["pid"]
-        deadline = start + timeout + 10.0  # the guest kills it at timeout; this covers a stuck guest
-        delay = 0.005
-        while True:
-            status = self.execute("guest-exec-status", {"pid": pid})
-            if status.get("exited"):
-                break
-            if time.monotonic() > deadline:
-                raise GuestCommandTimeout(f"{self.name}: `{shown}` did not finish in {timeout:g}s (guest unresponsive)")
-            time.sleep(delay)
-            delay = min(delay * 2, 0.1)
-        seconds = time.monotonic() - start
-        code = status.get("exitcode", 128 + status.get("signal", 0))
-        if code == 137 and seconds >= timeout:
-            raise GuestCommandTimeout(f"{self.name}: `{shown}` did not finish in {timeout:g}s and was killed")
-        return CommandResult(shown, code, _b64(status.get("out-data")), _b64(status.get("err-data")), seconds)
 
     def _send(self, message: dict) -> None:
         assert self._sock is not None

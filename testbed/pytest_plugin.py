@@ -21,11 +21,13 @@ import pytest
 
 from . import accel as accel_mod
 from . import topology as topology_mod
+from .backend import BACKENDS, Backend
 from .deployment import Deployment
 from .errors import TestbedError
 from .fabric import KEEP_MARKER, Fabric, new_run_id, runtime_dir
 from .image import build_image, load_spec
 from .kernel import Kernel, obtain
+from .libvirt_machine import DEFAULT_URI
 from .machine import Machine
 from .qemu_cmd import MachineSpec, NicSpec
 from .splat import Splat
@@ -46,6 +48,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="accelerator: auto probes KVM by booting the kernel, falls back to TCG")
     group.addoption("--keep", action="store_true",
                     help="leave VMs of failed tests running and print how to reach them")
+    group.addoption("--backend", default="qemu", choices=BACKENDS,
+                    help="who starts the VMs: qemu (directly, default) or libvirt")
+    group.addoption("--libvirt-uri", default=DEFAULT_URI, metavar="URI",
+                    help=f"libvirtd for --backend libvirt, e.g. qemu+ssh://root@host/system (default: {DEFAULT_URI})")
     group.addoption("--results", type=Path, default=Path("results"), metavar="DIR",
                     help="where run records and console logs go (default: ./results)")
 
@@ -104,7 +110,11 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     src = config.getoption("kernel_src")
     return [f"prism-testbed: run {state.run_id}, kernel {', '.join(kernels)}"
             + (f" from tree {src}" if src else "") + f", accel {config.getoption('accel')}, "
-            f"results {state.results}"]
+            f"backend {_backend_of(config).describe()}, results {state.results}"]
+
+
+def _backend_of(config: pytest.Config) -> Backend:
+    return Backend(config.getoption("backend", "qemu"), config.getoption("libvirt_uri", DEFAULT_URI))
 
 
 def _visible(request: pytest.FixtureRequest):
@@ -163,6 +173,14 @@ def accel(request: pytest.FixtureRequest, kernel: Kernel) -> accel_mod.AccelChoi
 
 
 @pytest.fixture(scope="session")
+def backend(request: pytest.FixtureRequest) -> Backend:
+    """Who starts the VMs (--backend, --libvirt-uri); a module may override this fixture."""
+    choice = _backend_of(request.config)
+    _state(request.config).record["backend"] = choice.describe()
+    return choice
+
+
+@pytest.fixture(scope="session")
 def fabric(request: pytest.FixtureRequest):
     """The run's private network namespace (bridge and taps)."""
     state = _state(request.config)
@@ -179,12 +197,12 @@ def fabric(request: pytest.FixtureRequest):
 
 
 @pytest.fixture(scope="module")
-def topology(request: pytest.FixtureRequest, kernel: Kernel, guest_image, accel):
+def topology(request: pytest.FixtureRequest, kernel: Kernel, guest_image, accel, backend: Backend):
     """A topology up for a module: `two-vm` unless parametrised (indirect) by name or path."""
     state = _state(request.config)
     name = getattr(request, "param", None) or "two-vm"
     topo = _testbed_call(f"topology {name}", topology_mod.load, name)
-    deployment = Deployment(topo, kernel, guest_image, accel)
+    deployment = Deployment(topo, kernel, guest_image, accel, backend=backend)
     with _visible(request):
         _testbed_call(f"topology {name}", deployment.__enter__)
         print(f"\nprism-testbed: topology {name} ready in {deployment.timings.ready:.1f}s "
@@ -193,6 +211,7 @@ def topology(request: pytest.FixtureRequest, kernel: Kernel, guest_image, accel)
         state.machines[vm] = 0
     state.record.setdefault("topologies", []).append(
         {"name": name, "module": request.node.nodeid, "kernel": kernel.variant, "run_id": deployment.run_id,
+         "backend": backend.describe(),
          "ready_seconds": round(deployment.timings.ready, 2), "boot_seconds": deployment.timings.boot,
          "overlay_seconds": deployment.timings.overlay})
     yield deployment
@@ -236,22 +255,22 @@ def _vm_name(nodeid: str) -> str:
 
 
 @pytest.fixture
-def machine(request: pytest.FixtureRequest, kernel: Kernel, guest_image, accel, fabric):
+def machine(request: pytest.FixtureRequest, kernel: Kernel, guest_image, accel, fabric, backend: Backend):
     """A booted VM with one multiqueue NIC, torn down after the test."""
     state = _state(request.config)
     marker = request.node.get_closest_marker("machine")
     queues = int(marker.kwargs.get("queues", 2)) if marker else 2
-    tap = _testbed_call("host fabric", fabric.add_tap, queues)
+    tap = _testbed_call("host fabric", backend.add_tap, fabric, queues)
     name = "vm"
     spec, boot_timeout = _testbed_call("@pytest.mark.machine", machine_spec_from_marker, request, kernel,
-                                       guest_image.root, accel, tap, name, fabric.netns)
+                                       guest_image.root, accel, tap, name, backend.netns(fabric))
     run_dir = runtime_dir(state.run_id) / _vm_name(request.node.nodeid)
-    vm = Machine(spec, run_dir, boot_timeout=boot_timeout)
+    vm = backend.machine(spec, run_dir, boot_timeout, fabric, state.run_id)
     state.machines[vm] = 0
     try:
         _testbed_call(f"machine {name}", vm.__enter__)
         state.record["boots"].append({"test": request.node.nodeid, "kernel": kernel.variant,
-                                      "accel": accel.accel, "vhost": accel.vhost,
+                                      "accel": accel.accel, "vhost": accel.vhost, "backend": backend.describe(),
                                       "boot_seconds": round(vm.boot_seconds or 0, 3), "qemu_crashes": vm.crashes})
         for crash in vm.crashes:
             print(f"\nprism-testbed: {vm.name}: {crash}; booted again", file=sys.stderr)
@@ -343,6 +362,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config)
     for variant, choice in state.record["accel"].items():
         tr.write_line(f"accel for {variant}: {choice['accel']}, vhost {'on' if choice['vhost'] else 'off'} "
                       f"({choice['reason']})")
+    if "backend" in state.record:
+        tr.write_line(f"backend: {state.record['backend']}")
     boots = sorted(b["boot_seconds"] for b in state.record["boots"])
     if boots:
         tr.write_line(f"boots: {len(boots)}, launch to first guest command median {boots[len(boots) // 2]:.2f}s")

@@ -1,0 +1,293 @@
+"""One libvirt domain, owned from createXML to destroy: the libvirt backend's Machine.
+
+It offers what Deployment, the fixtures and the cases use of Machine (name,
+spec, files, console, run, wait_ready, splats, shutdown, how_to_reach,
+boot_seconds, crashes), so either backend fits under the same topology.
+
+* Lifecycle: a transient domain created paused (like -S) with AUTODESTROY,
+  so libvirtd destroys it as soon as this process's connection closes: a
+  killed run leaves no domain behind, locally or over qemu+ssh.
+* Console: read through libvirt (virDomainOpenConsole) into the local
+  console log from before the first guest instruction, so splats are
+  watched the same way and no path on the libvirt host is needed. The
+  blocking read has a connection of its own: sharing one with the agent
+  calls, an agent call was seen to hang for good (about one boot in four).
+* Guest agent: through libvirt (virDomainQemuAgentCommand). libvirtd itself
+  connects to the channel named org.qemu.guest_agent.0, which is the name
+  the guest looks for, and a QEMU socket chardev takes one client; the same
+  call also works over a remote URI, where a unix socket could not be reached.
+* NICs: taps made in the host's namespace (Fabric.add_host_tap), opened by
+  QEMU there, then moved into the run's namespace (Fabric.adopt_host_tap).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import socket
+import threading
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
+from pathlib import Path
+
+from .errors import ConfigError, GuestCommandError, GuestCommandTimeout, MachineError
+from .fabric import Fabric
+from .guest_agent import AgentCommands, CommandResult
+from .libvirt_xml import domain_xml
+from .qemu_cmd import MachineSpec, RunFiles
+from .splat import ConsoleWatcher, Splat
+
+try:
+    import libvirt
+    import libvirt_qemu
+except ImportError:  # the `libvirt` extra is optional
+    libvirt = None
+    libvirt_qemu = None
+
+DEFAULT_URI = "qemu:///system"
+
+
+def connect(uri: str):
+    """An open libvirt connection; a one-line error when there is none."""
+    if libvirt is None:
+        raise ConfigError("the libvirt backend needs libvirt-python: run tools/setup (it installs the 'libvirt' extra)")
+    libvirt.registerErrorHandler(lambda _ctx, _err: None, None)  # errors are raised, not printed
+    try:
+        return libvirt.open(uri)
+    except libvirt.libvirtError as exc:
+        raise MachineError(f"libvirt {uri}: cannot connect: {exc.get_error_message()} "
+                           "(is libvirtd running? tools/start-libvirtd starts it)") from None
+
+
+def secmodels(conn) -> list[str]:
+    """The security drivers the libvirt host runs (dac, selinux, apparmor, none)."""
+    caps = ET.fromstring(conn.getCapabilities())
+    return [m.text for m in caps.iterfind("./host/secmodel/model") if m.text]
+
+
+def same_host(conn) -> bool:
+    """True when the libvirt host is this machine (the fabric's taps are made here)."""
+    return conn.getHostname() == socket.gethostname()
+
+
+class LibvirtAgent(AgentCommands):
+    """Guest agent commands through libvirt's own agent connection."""
+
+    def __init__(self, domain, name: str):
+        self.domain = domain
+        self.name = name
+
+    def execute(self, command: str, arguments: dict | None = None, timeout: float = 10.0):
+        message: dict = {"execute": command}
+        if arguments:
+            message["arguments"] = arguments
+        try:
+            reply = libvirt_qemu.qemuAgentCommand(self.domain, json.dumps(message), max(1, math.ceil(timeout)), 0)
+        except libvirt.libvirtError as exc:
+            what = f"{self.name}: agent {command}: {exc.get_error_message()}"
+            if exc.get_error_code() == libvirt.VIR_ERR_AGENT_UNRESPONSIVE:
+                raise GuestCommandTimeout(what) from None
+            if exc.get_error_code() in (libvirt.VIR_ERR_OPERATION_INVALID, libvirt.VIR_ERR_NO_DOMAIN):
+                raise MachineError(what) from None
+            raise GuestCommandError(what) from None
+        return json.loads(reply).get("return")
+
+
+class LibvirtMachine:
+    """A running VM as a libvirt domain: libvirt for control, its agent connection for commands."""
+
+    def __init__(self, spec: MachineSpec, run_dir: Path, boot_timeout: float = 90.0, uri: str = DEFAULT_URI,
+                 domain_name: str | None = None, fabric: Fabric | None = None):
+        self.spec = spec
+        self.files = RunFiles(run_dir)
+        self.boot_timeout = boot_timeout
+        self.uri = uri
+        self.domain_name = domain_name or f"prism-{spec.name}"
+        self.fabric = fabric  # moves the NICs' host taps onto its bridge once QEMU holds them
+        self.console = ConsoleWatcher(self.files.console)
+        self.boot_seconds: float | None = None
+        self.crashes: list[str] = []
+        self.xml = ""
+        self._conn = None
+        self._domain = None
+        self._console_conn = None
+        self._stream = None
+        self._reader: threading.Thread | None = None
+        self._agent: LibvirtAgent | None = None
+        self._started = 0.0
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def xml_path(self) -> Path:
+        return self.files.dir / "domain.xml"
+
+    # --- lifecycle -----------------------------------------------------------------
+
+    def __enter__(self) -> LibvirtMachine:
+        """Launch and wait for the guest; one relaunch if QEMU itself died during boot.
+
+        The same allowance as Machine's (QEMU 7.2's TCG was seen to crash
+        while a guest probed PCI): a domain that vanished without a kernel
+        panic on its console is started once more, its taps moved back first.
+        """
+        for attempt in (1, 2):
+            try:
+                self.launch()
+                self.wait_ready()
+                return self
+            except MachineError:
+                vanished = self._domain is not None and not self.is_running()
+                self.shutdown()
+                if attempt == 2 or not vanished or self._panicked():
+                    raise
+                self.crashes.append(f"domain {self.domain_name} ended during boot; console kept as "
+                                    f"{self._keep_console(attempt)}")
+                if self.fabric is not None:
+                    for nic in self.spec.nics:
+                        self.fabric.release_host_tap(nic.tap)
+            except BaseException:
+                self.shutdown()
+                raise
+        raise AssertionError("unreachable")
+
+    def __exit__(self, *exc) -> None:
+        self.shutdown()
+
+    def _panicked(self) -> bool:
+        return any(s.kind == "panic" for s in self.console.poll())
+
+    def _keep_console(self, attempt: int) -> Path:
+        kept = self.files.console.with_name(f"console-crash{attempt}.log")
+        if self.files.console.exists():
+            self.files.console.replace(kept)
+        self.console = ConsoleWatcher(self.files.console)
+        return kept
+
+    def launch(self) -> None:
+        """Create the domain paused, attach the console, wire the NICs; MachineError names the cause."""
+        self.files.dir.mkdir(parents=True, exist_ok=True)
+        self.files.console.unlink(missing_ok=True)
+        self._conn = connect(self.uri)
+        if self.spec.nics and not same_host(self._conn):
+            raise ConfigError(f"libvirt {self.uri}: host {self._conn.getHostname()} is not this machine; "
+                              "NICs need the run's fabric on the libvirt host (boot without NICs there)")
+        self.xml = domain_xml(self.spec, self.domain_name, secmodels(self._conn))
+        self.xml_path.write_text(self.xml + "\n")
+        self._started = time.monotonic()
+        flags = libvirt.VIR_DOMAIN_START_PAUSED | libvirt.VIR_DOMAIN_START_AUTODESTROY
+        try:
+            self._domain = self._conn.createXML(self.xml, flags)
+            self._console_conn = connect(self.uri)
+            self._stream = self._console_conn.newStream(0)
+            self._console_conn.lookupByUUID(self._domain.UUID()).openConsole(None, self._stream,
+                                                                             libvirt.VIR_DOMAIN_CONSOLE_FORCE)
+        except libvirt.libvirtError as exc:
+            said = exc.get_error_message()
+            self.files.qemu_log.write_text(said + "\n")
+            raise MachineError(f"{self.name}: libvirt could not start domain {self.domain_name} on {self.uri}: "
+                               f"{said.splitlines()[0] if said else 'no reason given'}; XML in {self.xml_path}") from None
+        self._reader = threading.Thread(target=self._read_console, args=(self._stream,),
+                                        name=f"console-{self.domain_name}", daemon=True)
+        self._reader.start()
+        if self.fabric is not None:
+            for nic in self.spec.nics:
+                self.fabric.adopt_host_tap(nic.tap)
+
+    def _read_console(self, stream) -> None:
+        """Copy the serial console into the local log until the domain ends."""
+        with open(self.files.console, "ab", buffering=0) as log, contextlib.suppress(Exception):
+            while True:
+                data = stream.recv(65536)
+                if not isinstance(data, bytes) or not data:
+                    return
+                log.write(data)
+
+    def wait_ready(self) -> float:
+        """Resume the guest and wait for its agent; seconds from launch to its answer.
+
+        libvirt reports the agent unconnected until the guest opens its port
+        (it follows VSERPORT_CHANGE), so polling guest-ping sends nothing the
+        guest would have to drain later.
+        """
+        deadline = self._started + self.boot_timeout
+        try:
+            self._domain.resume()
+        except libvirt.libvirtError as exc:
+            raise MachineError(f"{self.name}: resume failed: {exc.get_error_message()}") from None
+        agent = LibvirtAgent(self._domain, self.name)
+        while True:
+            self._check_boot()
+            try:
+                agent.execute("guest-ping", timeout=2)
+                break
+            except GuestCommandError as exc:
+                if time.monotonic() > deadline:
+                    raise MachineError(f"{self.name}: the guest agent did not answer within {self.boot_timeout:.0f}s "
+                                       f"({exc}); console tail:\n{self.console.tail(20)}") from None
+            time.sleep(0.1)
+        self._agent = agent
+        self.boot_seconds = time.monotonic() - self._started
+        return self.boot_seconds
+
+    def _check_boot(self) -> None:
+        fatal = [s for s in self.console.poll() if s.kind == "panic"]
+        if fatal:
+            raise MachineError(f"{self.name}: kernel panic during boot: {fatal[0].title}")
+        if not self.is_running():
+            raise MachineError(f"{self.name}: domain {self.domain_name} ended during boot; console tail:\n"
+                               f"{self.console.tail(20)}")
+
+    def is_running(self) -> bool:
+        if self._domain is None:
+            return False
+        try:
+            return bool(self._domain.isActive())
+        except libvirt.libvirtError:
+            return False  # a transient domain that ended is gone
+
+    def shutdown(self, timeout: float = 5.0) -> None:
+        """Destroy the domain and close the connection; idempotent."""
+        self._agent = None
+        if self._domain is not None:
+            with contextlib.suppress(libvirt.libvirtError):
+                self._domain.destroy()
+        if self._reader is not None:
+            self._reader.join(timeout)  # the stream ends with the domain
+            self._reader = None
+        if self._stream is not None:
+            with contextlib.suppress(libvirt.libvirtError):
+                self._stream.abort()
+            self._stream = None
+        for conn in (self._console_conn, self._conn):  # closing the last ends the domain (AUTODESTROY)
+            if conn is not None:
+                with contextlib.suppress(libvirt.libvirtError):
+                    conn.close()
+        self._console_conn = self._conn = None
+        self._domain = None
+
+    # --- control ---------------------------------------------------------------------
+
+    def run(self, command: str | Sequence[str], timeout: float = 30.0, check: bool = False,
+            input: bytes | None = None) -> CommandResult:
+        """Run a command in the guest; with check, a non-zero exit raises."""
+        if self._agent is None or not self.is_running():
+            raise MachineError(f"{self.name}: not running; console tail:\n{self.console.tail(20)}")
+        try:
+            result = self._agent.run(command, timeout=timeout, input=input)
+        except MachineError as exc:
+            raise MachineError(f"{exc}; console tail:\n{self.console.tail(20)}") from None
+        return result.check() if check else result
+
+    def splats(self) -> list[Splat]:
+        return self.console.poll()
+
+    def how_to_reach(self) -> str:
+        """For --keep and describe(): the domain, and where its console goes."""
+        return (f"{self.name}: libvirt domain {self.domain_name} on {self.uri} (virsh -c '{self.uri}' dumpxml "
+                f"{self.domain_name}; it ends with this process: AUTODESTROY); console log {self.files.console} "
+                "(the testbed holds the console: `virsh console --force` takes it over)")
