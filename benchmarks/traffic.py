@@ -39,7 +39,7 @@ from testbed.progress import console
 from testbed.traffic import run_mix
 
 PROBE_RATES = (200, 1000, 2000, 5000, 10000)
-FLOOD_RATES = (1000, 2000, 3000, 4000, 6000, 8000, 12000)
+FLOOD_RATES = (2000, 4000, 6000, 8000, 10000, 12000, 16000, 20000)
 
 
 def lateness_sweep(deployment, mix) -> list[dict]:
