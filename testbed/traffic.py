@@ -77,14 +77,15 @@ def prepare(deployment, mix: Mix) -> None:
                 done.add(("rps", vm_name, name, cpus))
         for key, value in tuning.sysctl.items():
             vm.run(["sysctl", "-q", "-w", f"{key}={value}"], check=True)
-    def pin(container: str) -> str:
+    def pin(container: str, sink: bool = False) -> str:
         vm = next(vm.name for vm, c in t.containers() if c.name == container)
-        cpus = mix.tuning[vm].reflector_cpus if vm in mix.tuning else ()
+        tuning = mix.tuning.get(vm)
+        cpus = (tuning.sink_cpus if sink else tuning.reflector_cpus) if tuning else ()
         return f"taskset -c {','.join(map(str, cpus))} " if cpus else ""
 
     programs = {(p.dst, p.dport, f"{pin(p.dst)}prism-reflector -u -t -p {p.dport}")
                 for p in mix.probes if p.protocol in ("udp", "tcp")}
-    programs |= {(f.dst, f.dport, f"prism-reflector -u -s -p {f.dport}") for f in mix.floods}
+    programs |= {(f.dst, f.dport, f"{pin(f.dst, sink=True)}prism-reflector -u -s -p {f.dport}") for f in mix.floods}
     for container, port, command in sorted(programs):
         if (container, command) not in done:
             deployment.container(container).spawn(command, log=f"/tmp/prism-reflector-{port}.log")
