@@ -153,6 +153,41 @@ def rows(records: list[dict]) -> list[list[str]]:
     return out
 
 
+def _ms_ci(summary: dict | None, key: str) -> str:
+    if not summary:
+        return "-"
+    return _ms(summary.get(key)) + _ci(summary.get(f"{key}_ci"))
+
+
+def condition_rows(records: list[dict], flow: str = "priority") -> list[list[str]]:
+    """The paper-style table: per condition, the flow unloaded and loaded, loss, bulk delivered, softirq."""
+    by_label: dict[str, dict[str, dict]] = {}
+    for r in records:
+        if flow in r["flows"]:
+            by_label.setdefault(_label(r), {})["loaded" if r["mix"]["loaded"] else "unloaded"] = r
+    out = []
+    for label, runs in by_label.items():
+        un, lo = runs.get("unloaded"), runs.get("loaded")
+        su = un["flows"][flow]["summary"] if un else None
+        sl = lo["flows"][flow]["summary"] if lo else None
+        lost = lo["flows"][flow]["integrity"] if lo else None
+        bulk = softirq = "-"
+        if lo:
+            stages = list(lo["stages"].values())
+            sinks = {f["dst"] for f in lo["mix"]["floods"]}
+            delivered = sum(s["sockets"].get(c, {}).get("InDatagrams", 0) for s in stages for c in sinks)
+            bulk = f"{delivered / lo['floods'][0]['seconds']:.0f}" if lo["floods"] and lo["floods"][0]["seconds"] else "-"
+            softirq = " ".join(f"{int(v * 100)}%" for s in stages for _, v in sorted(s.get("softirq_share", {}).items()))
+        out.append([label, _ms(su.get("mean")) if su else "-", _ms_ci(su, "p50"), _ms_ci(su, "p99"),
+                    _ms(sl.get("mean")) if sl else "-", _ms_ci(sl, "p50"), _ms_ci(sl, "p99"),
+                    f"{lost['lost']}/{lost['sent']}" if lost else "-", bulk, softirq or "-"])
+    return out
+
+
+CONDITION_HEADER = ["condition", "unloaded avg ms", "unloaded p50 ms", "unloaded p99 ms", "loaded avg ms",
+                    "loaded p50 ms", "loaded p99 ms", "lost (loaded)", "bulk delivered pps", "softirq per cpu"]
+
+
 def stage_rows(records: list[dict]) -> list[list[str]]:
     """One row per loaded run and receiving VM: did the load load, and where did it queue and drop."""
     out = []
@@ -218,6 +253,12 @@ def rich_tables(records: list[dict]) -> list[Table]:
     for row in rows(records):
         table.add_row(*row)
     tables = [table]
+    summary = Table(title="priority flow by condition (RTT, 95% CI)", header_style="bold")
+    for h in CONDITION_HEADER:
+        summary.add_column(h)
+    for row in condition_rows(records):
+        summary.add_row(*row)
+    tables.append(summary)
     stages = stage_rows(records)
     if stages:
         t3 = Table(title="loaded runs: where the queue formed and what dropped", header_style="bold")
@@ -242,7 +283,8 @@ def markdown(records: list[dict]) -> str:
         lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in body]
         return "\n".join(lines)
-    parts = ["### PRISM testbed: latency", "", table(HEADER, rows(records))]
+    parts = ["### PRISM testbed: priority flow by condition", "", table(CONDITION_HEADER, condition_rows(records)),
+             "", "### Every flow", "", table(HEADER, rows(records))]
     stages = stage_rows(records)
     if stages:
         parts += ["", "### Loaded runs: where the queue formed", "", table(STAGE_HEADER, stages)]

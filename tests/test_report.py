@@ -68,7 +68,7 @@ def test_rows_and_comparisons(records):
 
 def test_markdown_and_plot(records, tmp_path):
     md = report.markdown(records)
-    assert md.startswith("### PRISM testbed: latency") and "| prism | overlay-flood | priority |" in md
+    assert md.startswith("### PRISM testbed: priority flow by condition") and "| prism | overlay-flood | priority |" in md
     png = report.cdf_plot(records, tmp_path / "cdf.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
