@@ -7,11 +7,11 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from testbed.fabric import NETNS_PREFIX, runtime_dir
+from testbed.leftovers import netns_names, pids_naming
 
 pytestmark = pytest.mark.vm
 
@@ -19,23 +19,6 @@ pytestmark = pytest.mark.vm
 def cli(*args: str, input: str | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
     argv = [sys.executable, "-m", "testbed.cli", *args]
     return subprocess.run(argv, input=input, capture_output=True, text=True, timeout=timeout, check=False)
-
-
-def netns_names() -> set[str]:
-    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
-    return {line.split()[0] for line in out.splitlines() if line.strip()}
-
-
-def processes_naming(marker: str) -> list[int]:
-    pids = []
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                if marker.encode() in (proc / "cmdline").read_bytes():
-                    pids.append(int(proc.name))
-            except OSError:
-                pass
-    return pids
 
 
 def test_up_exec_shell_down_leaves_nothing(kernel, request):
@@ -49,7 +32,7 @@ def test_up_exec_shell_down_leaves_nothing(kernel, request):
         state = json.loads((run_dir / "up.json").read_text())
         assert state["vms"] == {"client": ["c1", "c2"], "server": ["s1", "s2"]}
         assert f"{NETNS_PREFIX}{run_id}" in netns_names()
-        assert len(processes_naming(f"{run_dir}/")) == 2, "one QEMU per VM"
+        assert len(pids_naming(f"{run_dir}/")) == 2, "one QEMU per VM"
         # the supervisor, not this short-lived command, owns the run: the reaper spares it
         owner_pid = int((run_dir / "owner").read_text().split()[0])
         assert owner_pid == state["pid"] != os.getpid()
@@ -72,6 +55,6 @@ def test_up_exec_shell_down_leaves_nothing(kernel, request):
         down = cli("down", run_id, timeout=180)
     assert down.returncode == 0, down.stdout + down.stderr
     assert f"{NETNS_PREFIX}{run_id}" not in netns_names()
-    assert not processes_naming(f"{run_dir}/"), "a QEMU of the run is still running"
+    assert not pids_naming(f"{run_dir}/"), "a QEMU of the run is still running"
     assert not run_dir.exists()
-    assert not processes_naming(f'"run_id": "{run_id}"'), "the supervisor is still running"
+    assert not pids_naming(f'"run_id": "{run_id}"'), "the supervisor is still running"

@@ -18,28 +18,12 @@ from testbed import topology as topology_mod
 from testbed.deployment import Deployment
 from testbed.errors import ConfigError
 from testbed.fabric import NETNS_PREFIX, reap_stale, runtime_dir
+from testbed.leftovers import netns_names, pids_naming
 
 pytestmark = pytest.mark.vm
 
 BOTH = pytest.mark.parametrize("topology", ["two-vm", "three-vm"], indirect=True)
 TWO_VM = pytest.mark.parametrize("topology", ["two-vm"], indirect=True)
-
-
-def netns_names() -> set[str]:
-    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
-    return {line.split()[0] for line in out.splitlines() if line.strip()}
-
-
-def qemu_pids_with(marker: str) -> list[int]:
-    pids = []
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                if marker.encode() in (proc / "cmdline").read_bytes():
-                    pids.append(int(proc.name))
-            except OSError:
-                pass
-    return pids
 
 
 def snmp(container, field: str) -> int:
@@ -169,10 +153,10 @@ def test_teardown_leaves_nothing_behind(kernel, guest_image, accel):
     with Deployment(ONE_VM, kernel, guest_image, accel) as deployment:
         run_id, netns = deployment.run_id, deployment.fabric.netns
         assert netns in netns_names()
-        assert qemu_pids_with(str(runtime_dir(run_id)))
+        assert pids_naming(str(runtime_dir(run_id)))
         assert deployment.container("k1").exec("echo up", check=True).stdout.strip() == "up"
     assert netns not in netns_names()
-    assert not qemu_pids_with(str(runtime_dir(run_id)) + "/")
+    assert not pids_naming(str(runtime_dir(run_id)) + "/")
     assert not runtime_dir(run_id).exists()
 
 
@@ -205,11 +189,11 @@ def test_reaper_removes_what_a_killed_run_left_and_nothing_else(kernel, topology
         proc.wait()
         time.sleep(0.5)
         assert f"{NETNS_PREFIX}{run_id}" in netns_names()
-        assert qemu_pids_with(str(runtime_dir(run_id)) + "/")
+        assert pids_naming(str(runtime_dir(run_id)) + "/")
         reaped = reap_stale()
         assert any(run_id in r for r in reaped), reaped
         assert f"{NETNS_PREFIX}{run_id}" not in netns_names()
-        assert not qemu_pids_with(str(runtime_dir(run_id)) + "/")
+        assert not pids_naming(str(runtime_dir(run_id)) + "/")
         # the live run (this module's topology) was spared
         assert topology.fabric.netns in netns_names()
         assert topology.container("c1").exec("echo alive", check=True).stdout.strip() == "alive"

@@ -217,3 +217,4 @@ def _abbreviate(command: str) -> str:
 
 def _b64(data: str | None) -> str:
     return base64.b64decode(data).decode(errors="replace") if data else ""
+

@@ -29,15 +29,15 @@ import socket
 import threading
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Sequence
 from pathlib import Path
 
 from .errors import ConfigError, GuestCommandError, GuestCommandTimeout, MachineError
 from .fabric import Fabric
-from .guest_agent import AgentCommands, CommandResult
+from .guest_agent import AgentCommands
 from .libvirt_xml import domain_xml
+from .machine_common import MachineCommon
 from .qemu_cmd import MachineSpec, RunFiles
-from .splat import ConsoleWatcher, Splat
+from .splat import ConsoleWatcher
 
 try:
     import libvirt
@@ -95,7 +95,7 @@ class LibvirtAgent(AgentCommands):
         return json.loads(reply).get("return")
 
 
-class LibvirtMachine:
+class LibvirtMachine(MachineCommon):
     """A running VM as a libvirt domain: libvirt for control, its agent connection for commands."""
 
     def __init__(self, spec: MachineSpec, run_dir: Path, boot_timeout: float = 90.0, uri: str = DEFAULT_URI,
@@ -157,16 +157,6 @@ class LibvirtMachine:
 
     def __exit__(self, *exc) -> None:
         self.shutdown()
-
-    def _panicked(self) -> bool:
-        return any(s.kind == "panic" for s in self.console.poll())
-
-    def _keep_console(self, attempt: int) -> Path:
-        kept = self.files.console.with_name(f"console-crash{attempt}.log")
-        if self.files.console.exists():
-            self.files.console.replace(kept)
-        self.console = ConsoleWatcher(self.files.console)
-        return kept
 
     def launch(self) -> None:
         """Create the domain paused, attach the console, wire the NICs; MachineError names the cause."""
@@ -271,20 +261,6 @@ class LibvirtMachine:
         self._domain = None
 
     # --- control ---------------------------------------------------------------------
-
-    def run(self, command: str | Sequence[str], timeout: float = 30.0, check: bool = False,
-            input: bytes | None = None) -> CommandResult:
-        """Run a command in the guest; with check, a non-zero exit raises."""
-        if self._agent is None or not self.is_running():
-            raise MachineError(f"{self.name}: not running; console tail:\n{self.console.tail(20)}")
-        try:
-            result = self._agent.run(command, timeout=timeout, input=input)
-        except MachineError as exc:
-            raise MachineError(f"{exc}; console tail:\n{self.console.tail(20)}") from None
-        return result.check() if check else result
-
-    def splats(self) -> list[Splat]:
-        return self.console.poll()
 
     def how_to_reach(self) -> str:
         """For --keep and describe(): the domain, and where its console goes."""

@@ -15,16 +15,16 @@ import shlex
 import signal
 import subprocess
 import time
-from collections.abc import Sequence
 from pathlib import Path
 
 from qemu.qmp import QMPError
 from qemu.qmp.legacy import QEMUMonitorProtocol
 
 from .errors import MachineError
-from .guest_agent import CommandResult, GuestAgent
+from .guest_agent import GuestAgent
+from .machine_common import MachineCommon
 from .qemu_cmd import AGENT_PORT_ID, MachineSpec, RunFiles, build_argv, qemu_binary
-from .splat import ConsoleWatcher, Splat
+from .splat import ConsoleWatcher
 
 QMP_CONNECT_TIMEOUT = 10.0
 
@@ -41,7 +41,7 @@ def _matches(event: dict, match: dict) -> bool:
     return True
 
 
-class Machine:
+class Machine(MachineCommon):
     """A running VM: QMP for control, the guest agent for commands."""
 
     def __init__(self, spec: MachineSpec, run_dir: Path, boot_timeout: float = 90.0):
@@ -87,16 +87,6 @@ class Machine:
                 self.shutdown()
                 raise
         raise AssertionError("unreachable")
-
-    def _panicked(self) -> bool:
-        return any(s.kind == "panic" for s in self.console.poll())
-
-    def _keep_console(self, attempt: int) -> Path:
-        kept = self.files.console.with_name(f"console-crash{attempt}.log")
-        if self.files.console.exists():
-            self.files.console.replace(kept)
-        self.console = ConsoleWatcher(self.files.console)
-        return kept
 
     def __exit__(self, *exc) -> None:
         self.shutdown()
@@ -222,20 +212,6 @@ class Machine:
                 event = self._qmp.pull_event(wait=min(remaining, 0.2))
                 if event is not None:
                     self._events.append(event)
-
-    def run(self, command: str | Sequence[str], timeout: float = 30.0, check: bool = False,
-            input: bytes | None = None) -> CommandResult:
-        """Run a command in the guest; with check, a non-zero exit raises."""
-        if self._agent is None or not self.is_running():
-            raise MachineError(f"{self.name}: not running; console tail:\n{self.console.tail(20)}")
-        try:
-            result = self._agent.run(command, timeout=timeout, input=input)
-        except MachineError as exc:
-            raise MachineError(f"{exc}; console tail:\n{self.console.tail(20)}") from None
-        return result.check() if check else result
-
-    def splats(self) -> list[Splat]:
-        return self.console.poll()
 
     def how_to_reach(self, agent_free: bool = True) -> str:
         """Where this VM's sockets and logs are (for --keep and `up`).

@@ -246,35 +246,25 @@ def comparisons(records: list[dict], percentile: float = 99) -> list[list[str]]:
 COMPARISON_HEADER = ["mix", "flow", "kernel", "comparison", "p99 ratio", "95% CI", "verdict"]
 
 
-def rich_tables(records: list[dict]) -> list[Table]:
-    table = Table(title="priority and bulk latency (RTT)", header_style="bold")
-    for h in HEADER:
+def _rich(title: str, header: list[str], body: list[list[str]]) -> Table:
+    table = Table(title=title, header_style="bold")
+    for h in header:
         table.add_column(h, overflow="fold")
-    for row in rows(records):
+    for row in body:
         table.add_row(*row)
-    tables = [table]
-    summary = Table(title="priority flow by condition (RTT, 95% CI)", header_style="bold")
-    for h in CONDITION_HEADER:
-        summary.add_column(h)
-    for row in condition_rows(records):
-        summary.add_row(*row)
-    tables.append(summary)
+    return table
+
+
+def rich_tables(records: list[dict]) -> list[Table]:
+    tables = [_rich("priority and bulk latency (RTT)", HEADER, rows(records)),
+              _rich("priority flow by condition (RTT, 95% CI)", CONDITION_HEADER, condition_rows(records))]
     stages = stage_rows(records)
     if stages:
-        t3 = Table(title="loaded runs: where the queue formed and what dropped", header_style="bold")
-        for h in STAGE_HEADER:
-            t3.add_column(h)
-        for row in stages:
-            t3.add_row(*row)
-        tables.append(t3)
+        tables.append(_rich("loaded runs: where the queue formed and what dropped", STAGE_HEADER, stages))
     comp = comparisons(records)
     if comp:
-        t2 = Table(title="comparisons (a/b at p99; 'faster' only when the whole CI is below 1)", header_style="bold")
-        for h in COMPARISON_HEADER:
-            t2.add_column(h)
-        for row in comp:
-            t2.add_row(*row)
-        tables.append(t2)
+        tables.append(_rich("comparisons (a/b at p99; 'faster' only when the whole CI is below 1)",
+                            COMPARISON_HEADER, comp))
     return tables
 
 
