@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -26,7 +27,7 @@ def test_up_exec_shell_down_leaves_nothing(kernel, request):
     selector = kernel.variant if kernel.variant in ("vanilla", "prism") else str(kernel.bzimage)
     up = cli("up", "two-vm", "--kernel", selector, "--accel", accel, timeout=600)
     assert up.returncode == 0, up.stdout + up.stderr
-    run_id = up.stdout.split("run ", 1)[1].split(":", 1)[0]
+    run_id = re.search(r"\brun ([0-9a-f]+)\b", up.stdout).group(1)
     run_dir = runtime_dir(run_id)
     try:
         state = json.loads((run_dir / "up.json").read_text())

@@ -187,8 +187,14 @@ class HostProber:
             sinks.append(sink)
         return tx, rx, sinks
 
-    def run(self) -> ProbeRun:
-        """Send every flow on its schedule; return a record for every probe."""
+    def run(self, before_schedule=None) -> ProbeRun:
+        """Send every flow on its schedule; return a record for every probe.
+
+        before_schedule, if given, is called once every path has answered a
+        warm-up probe and every TCP flow is connected, right before the
+        schedule starts: that is where a caller starts its load, so warm-up
+        checks the path and not how a loaded path treats a handshake.
+        """
         packet_flows = [f for f in self.flows if f.protocol != "tcp"]
         tcp_flows = [f for f in self.flows if f.protocol == "tcp"]
         templates = {f.flow_id: probe_template(self.deployment, f) for f in packet_flows}
@@ -207,6 +213,8 @@ class HostProber:
         try:
             self._warm_up(tx, templates, packet_flows)
             tcp_sockets = [tcp_rr.connect(self.deployment, f) for f in tcp_flows]
+            if before_schedule is not None:
+                before_schedule()
             start_ns = time.time_ns() + 50_000_000
             for flow, sock in zip(tcp_flows, tcp_sockets, strict=True):
                 thread = threading.Thread(target=tcp_rr.run_flow, name=f"tcp-rr-{flow.name}",

@@ -1,9 +1,10 @@
 """Run a traffic mix on a deployment: reflectors, bulk, probes, stage counters.
 
 The order is fixed so every kernel sees the same thing: tuning and the
-receivers' programs first, then bulk (floods and iperf3), `settle` seconds
-for queues to reach their steady state, the probe schedule, and the counters
-around all of it. What comes back is plain data (MixRun) for verdicts and
+receivers' programs first, the probes' warm-up (every path answers, TCP
+flows connect), then bulk (floods, iperf3, busy containers), `settle`
+seconds for queues to reach their steady state, the probe schedule, and the
+counters around all of it. What comes back is plain data (MixRun) for verdicts and
 reports.
 """
 
@@ -125,21 +126,27 @@ def run_mix(deployment, mix: Mix, grace: float = 2.0) -> MixRun:
     load_before = os.getloadavg()[0]
     bulk_seconds = mix.settle + mix.probe_seconds + grace
     floods = [HostFlood(deployment, spec) for spec in mix.floods]
-    with StageWatch(deployment, receivers(deployment, mix)) as watch:
+    entered: list[HostFlood] = []
+    hogs_started: list = []
+
+    def start_load() -> None:
+        """Bulk starts once every probe path answered (warm-up), then settles."""
         _start_iperf3(deployment, mix, bulk_seconds + 1)
-        entered = []
+        for hog in mix.hogs:
+            deployment.container(hog.container).spawn(hog.start_command(), log=f"/tmp/hog-{hog.name}.log")
+            hogs_started.append(hog)
+        for flood in floods:
+            flood.__enter__()
+            entered.append(flood)
+        time.sleep(mix.settle)
+
+    with StageWatch(deployment, receivers(deployment, mix)) as watch:
         try:
-            for hog in mix.hogs:
-                deployment.container(hog.container).spawn(hog.start_command(), log=f"/tmp/hog-{hog.name}.log")
-            for flood in floods:
-                flood.__enter__()
-                entered.append(flood)
-            time.sleep(mix.settle)
-            probe_run = HostProber(deployment, mix.probes, grace=grace).run()
+            probe_run = HostProber(deployment, mix.probes, grace=grace).run(before_schedule=start_load)
         finally:
             for flood in reversed(entered):
                 flood.__exit__(None, None, None)
-            for hog in mix.hogs:
+            for hog in hogs_started:
                 deployment.container(hog.container).exec(hog.stop_command())
         iperf = _collect_iperf3(deployment, mix, time.monotonic() + bulk_seconds + 15)
     run = MixRun(mix, probe_run, [f.report for f in floods], iperf, watch.result,
