@@ -48,8 +48,16 @@ def test_the_flood_saturates_the_receiver_inside_the_guest(flood):
     assert server.nic_rx > 0.5 * report.sent, server.where()
 
 
+STANDING = 20  # mean backlog (packets) over the run that counts as a standing queue
+
+
 def test_loaded_priority_p99_rises_well_above_unloaded(flood):
     unloaded, loaded = flood
+    server = loaded.stages["server"]
+    mean = max((b.mean for b in server.backlog), default=0.0)
+    if mean < STANDING and not server.softnet.get("dropped"):
+        # TCG: how much a fixed rate loads the guest depends on the host's moment; say so, with the numbers
+        pytest.xfail(f"this run's load held no standing queue (mean backlog {mean:.0f} < {STANDING}): {server.where()}")
     c = compare(loaded.results().samples("priority"), unloaded.results().samples("priority"), 99)
     assert c.verdict == SLOWER and c.ratio_ci.low >= RISE, (
         f"loaded priority p99 is not {RISE:g}x the unloaded p99:\n{c.table()}\n{loaded.stages['server'].where()}")
