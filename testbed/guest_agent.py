@@ -12,6 +12,7 @@ stream is resynchronised with `guest-sync-delimited` (its answer follows a
 
 from __future__ import annotations
 
+import abc
 import base64
 import itertools
 import json
@@ -47,14 +48,14 @@ class CommandResult:
         return self
 
 
-class AgentCommands:
+class AgentCommands(abc.ABC):
     """guest-exec on top of any transport: subclasses say how one command travels."""
 
     name: str
 
+    @abc.abstractmethod
     def execute(self, command: str, arguments: dict | None = None, timeout: float = 10.0):
         """Run one agent command and return its 'return' value."""
-        raise NotImplementedError
 
     def run(self, command: str | Sequence[str], timeout: float = 30.0, input: bytes | None = None) -> CommandResult:
         """Run a command in the guest and wait for it, at most `timeout` s.
