@@ -224,6 +224,8 @@ class Fabric:
             self.taps.clear()
         with contextlib.suppress(OSError):
             (runtime_dir(self.run_id) / "owner").unlink()
+        with contextlib.suppress(OSError):  # a fabric used on its own leaves no empty run dir behind
+            runtime_dir(self.run_id).rmdir()
 
 
 def _bridge(*args: str, netns: str) -> None:
