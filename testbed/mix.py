@@ -23,7 +23,7 @@ from pathlib import Path
 from .bulk import CpuHogSpec, HostFloodSpec, Iperf3Spec
 from .errors import ConfigError
 from .prober import PROBE_PROTOCOLS, ProbeFlow
-from .tomlconf import check_keys, read, typed
+from .tomlconf import check_keys, read_named, typed
 from .tomlconf import table as as_table
 from .topology import Topology
 
@@ -238,10 +238,5 @@ def from_dict(data: dict, origin: str) -> Mix:
 
 def load(name_or_path: str | Path) -> Mix:
     """A mix by file path, or by name from cases/mixes/ (not yet checked against its topology)."""
-    path = Path(name_or_path)
-    if not path.suffix:
-        path = MIX_DIR / f"{name_or_path}.toml"
-    if not path.is_file():
-        known = ", ".join(sorted(p.stem for p in MIX_DIR.glob("*.toml")))
-        raise ConfigError(f"mix {name_or_path}: {path} does not exist (shipped: {known or 'none'})")
-    return from_dict(read(path, f"mix {name_or_path}"), str(path))
+    data, path = read_named(name_or_path, MIX_DIR, "mix")
+    return from_dict(data, str(path))

@@ -23,6 +23,20 @@ def read(path: Path, what: str) -> dict:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
 
 
+def read_named(name_or_path: str | Path, shipped: Path, what: str) -> tuple[dict, Path]:
+    """A data file by path, or by name from the shipped directory; (its data, its path).
+
+    A missing one is a one-line error that lists what is shipped.
+    """
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = shipped / f"{name_or_path}.toml"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in shipped.glob("*.toml"))) or "none"
+        raise ConfigError(f"{what} {name_or_path}: {path} does not exist (shipped: {known})")
+    return read(path, f"{what} {name_or_path}"), path
+
+
 def check_keys(table: dict, allowed: set[str], where: str) -> dict:
     """table itself, when it has no key outside allowed."""
     unknown = sorted(set(table) - allowed)

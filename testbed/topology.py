@@ -13,8 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import ConfigError
-from .tomlconf import check_keys, typed
-from .tomlconf import read as read_toml
+from .tomlconf import check_keys, read_named, typed
 from .tomlconf import table as as_table
 
 TOPOLOGY_DIR = Path(__file__).resolve().parent.parent / "cases" / "topologies"
@@ -271,11 +270,5 @@ def from_dict(data: dict, origin: str) -> Topology:
 
 def load(name_or_path: str | Path) -> Topology:
     """A topology by file path, or by name from cases/topologies/."""
-    path = Path(name_or_path)
-    if not path.suffix:
-        path = TOPOLOGY_DIR / f"{name_or_path}.toml"
-    if not path.is_file():
-        known = ", ".join(sorted(p.stem for p in TOPOLOGY_DIR.glob("*.toml")))
-        raise ConfigError(f"topology {name_or_path}: {path} does not exist (shipped: {known})")
-    data = read_toml(path, f"topology {name_or_path}")
+    data, path = read_named(name_or_path, TOPOLOGY_DIR, "topology")
     return from_dict(data, str(path)).validate()
