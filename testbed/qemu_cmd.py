@@ -129,7 +129,7 @@ def build_argv(spec: MachineSpec, files: RunFiles, qemu: str = QEMU) -> list[str
     """The full command line that starts spec (inside its netns, if any)."""
     accel = ["-accel", "kvm", "-cpu", "host"] if spec.accel == "kvm" else ["-accel", "tcg,thread=multi", "-cpu", "max"]
     argv = [
-        qemu, "-name", spec.name, "-machine", "pc", *accel,
+        qemu, "-name", f"{spec.name},debug-threads=on", "-machine", "pc", *accel,
         "-smp", str(spec.vcpus), "-m", str(spec.memory_mib),
         "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
         "-S",  # paused until QMP is connected, so no event can be missed
