@@ -17,6 +17,7 @@ not written into it. `without_bulk()` is the unloaded twin of a loaded mix.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,7 +36,7 @@ _PROBE = {"name", "kind", "class", "dst", "protocol", "ip", "dport", "dscp", "si
 _FLOOD = {"name", "kind", "class", "dst", "dport", "dscp", "size", "rate", "flows"}
 _IPERF = {"name", "kind", "class", "src", "dst", "protocol", "rate", "size", "port", "streams", "dscp"}
 _HOG = {"name", "kind", "class", "container", "cpus", "loops"}
-_TUNING = {"rps", "sysctl", "reflector-cpus", "sink-cpus"}
+_TUNING = {"rps", "irq", "sysctl", "reflector-cpus", "sink-cpus"}
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,10 @@ class Tuning:
     """Guest settings a mix assumes on one VM, applied after the overlay is up."""
 
     rps: dict[str, tuple[int, ...]] = field(default_factory=dict)  # overlay or interface -> CPUs
+    # guest NIC -> CPUs its queues' interrupts go to. Left alone, virtio-net spreads queue i to
+    # CPU i and the host tap picks each flow's queue by hash, so which CPU does a flow's NIC work
+    # changes from run to run; pinned, the NIC stage has one place.
+    irq: dict[str, tuple[int, ...]] = field(default_factory=dict)
     sysctl: dict[str, str] = field(default_factory=dict)
     # CPUs the VM's reflectors are pinned to; () leaves them to the scheduler. A reflector that
     # migrates sends a flow's replies through two CPUs' backlogs and TX queues, which reorders them.
@@ -123,6 +128,7 @@ class Mix:
             if vm_name not in vms:
                 raise ConfigError(f"{where}: [tuning.{vm_name}]: no vm {vm_name!r} in topology {topology.name}")
             pinned = {f"rps {d}": cpus for d, cpus in tuning.rps.items()}
+            pinned |= {f"irq {d}": cpus for d, cpus in tuning.irq.items()}
             if tuning.reflector_cpus:
                 pinned["reflector-cpus"] = tuning.reflector_cpus
             if tuning.sink_cpus:
@@ -136,6 +142,9 @@ class Mix:
                 if device not in overlays and not device.startswith("eth"):
                     raise ConfigError(f"{where}: [tuning.{vm_name}] rps: {device!r} is neither an overlay "
                                       f"({', '.join(sorted(overlays))}) nor a guest ethN interface")
+            for device in tuning.irq:
+                if not re.fullmatch(r"eth\d+", device):
+                    raise ConfigError(f"{where}: [tuning.{vm_name}] irq: {device!r} is not a guest NIC (ethN)")
         return self
 
 
@@ -214,18 +223,14 @@ def from_dict(data: dict, origin: str) -> Mix:
     for vm_name, raw in as_table(data.get("tuning", {}), f"{origin}: [tuning]").items():
         where = f"{origin}: [tuning.{vm_name}]"
         t = check_keys(as_table(raw, where), _TUNING, where)
-        rps = {}
-        for device, cpus in as_table(t.get("rps", {}), f"{where} rps").items():
-            if not isinstance(cpus, list) or not all(isinstance(c, int) and not isinstance(c, bool) for c in cpus):
-                raise ConfigError(f"{where}: rps {device} must be a list of CPU numbers")
-            rps[device] = tuple(cpus)
+        rps, irq = _cpu_table(t, "rps", where), _cpu_table(t, "irq", where)
         sysctl = {k: str(v) for k, v in as_table(t.get("sysctl", {}), f"{where} sysctl").items()}
         pins = {}
         for key in ("reflector-cpus", "sink-cpus"):
             pins[key] = typed(t, key, list, where, [])
             if not all(isinstance(c, int) and not isinstance(c, bool) for c in pins[key]):
                 raise ConfigError(f"{where}: {key} must be a list of CPU numbers")
-        tuning[vm_name] = Tuning(rps=rps, sysctl=sysctl, reflector_cpus=tuple(pins["reflector-cpus"]),
+        tuning[vm_name] = Tuning(rps=rps, irq=irq, sysctl=sysctl, reflector_cpus=tuple(pins["reflector-cpus"]),
                                  sink_cpus=tuple(pins["sink-cpus"]))
     if not probes:
         raise ConfigError(f"{origin}: a mix needs at least one probe flow")
@@ -234,6 +239,16 @@ def from_dict(data: dict, origin: str) -> Mix:
                tuning=tuning,
                settle=float(typed(data, "settle", (int, float), origin, 1.0)),
                description=typed(data, "description", str, origin, ""), origin=origin)
+
+
+def _cpu_table(t: dict, key: str, where: str) -> dict[str, tuple[int, ...]]:
+    """A tuning table of device -> list of CPU numbers."""
+    out = {}
+    for device, cpus in as_table(t.get(key, {}), f"{where} {key}").items():
+        if not isinstance(cpus, list) or not all(isinstance(c, int) and not isinstance(c, bool) for c in cpus):
+            raise ConfigError(f"{where}: {key} {device} must be a list of CPU numbers")
+        out[device] = tuple(cpus)
+    return out
 
 
 def load(name_or_path: str | Path) -> Mix:

@@ -242,3 +242,13 @@ def rps_script(device: str, cpus: tuple[int, ...]) -> str:
     mask = format(sum(1 << c for c in cpus), "x")
     return (f"for q in /sys/class/net/{shlex.quote(device)}/queues/rx-*; do echo {mask} > $q/rps_cpus; done;"
             f" cat /sys/class/net/{shlex.quote(device)}/queues/rx-0/rps_cpus")
+
+
+def irq_script(device: str, cpus: tuple[int, ...]) -> str:
+    """Guest shell that routes every queue interrupt of a virtio NIC to cpus; fails if it finds none."""
+    dev, cpu_list = shlex.quote(device), ",".join(map(str, cpus))
+    return (f"v=$(basename \"$(readlink /sys/class/net/{dev}/device)\") || exit 1; n=0;"
+            f" for i in $(awk -F: -v v=\"$v\" '$0 ~ \" \"v\"-(input|output)\\\\.\" {{gsub(/ /, \"\", $1); print $1}}'"
+            f" /proc/interrupts); do echo {cpu_list} > /proc/irq/$i/smp_affinity_list || exit 1; n=$((n+1)); done;"
+            f" [ $n -gt 0 ] || {{ echo \"{dev} ($v): no queue interrupts in /proc/interrupts\" >&2; exit 1; }};"
+            f" echo \"{dev}: $n queue interrupts -> CPUs {cpu_list}\"")

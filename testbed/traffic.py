@@ -19,7 +19,7 @@ from .bulk import FloodReport, HostFlood, Iperf3Report, parse_iperf3
 from .errors import VerdictError
 from .mix import Mix
 from .prober import HostProber, ProbeRun
-from .stagewatch import StageWatch, VmStages, rps_script
+from .stagewatch import StageWatch, VmStages, irq_script, rps_script
 from .verdict import RunResults
 
 _started: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # deployment -> set of programs it runs
@@ -76,6 +76,10 @@ def prepare(deployment, mix: Mix) -> None:
             if ("rps", vm_name, name, cpus) not in done:
                 vm.run(rps_script(name, cpus), check=True)
                 done.add(("rps", vm_name, name, cpus))
+        for device, cpus in tuning.irq.items():
+            if ("irq", vm_name, device, cpus) not in done:
+                vm.run(irq_script(device, cpus), check=True)
+                done.add(("irq", vm_name, device, cpus))
         for key, value in tuning.sysctl.items():
             vm.run(["sysctl", "-q", "-w", f"{key}={value}"], check=True)
     def pin(container: str, sink: bool = False) -> str:

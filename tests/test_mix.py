@@ -15,6 +15,7 @@ name = "m"
 topology = "two-vm"
 [tuning.server]
 rps = { ov0 = [1] }
+irq = { eth0 = [0] }
 sysctl = { "net.core.netdev_max_backlog" = 2000 }
 reflector-cpus = [0]
 [[flow]]
@@ -61,6 +62,7 @@ def test_a_mix_reads_flows_classes_and_tuning(tmp_path):
     assert m.priority_ports == (7007,) and m.priority_dscp == (46,)
     assert m.floods[0].rate == 5000 and m.iperf3[0].protocol == "tcp"
     assert m.tuning["server"].rps == {"ov0": (1,)}
+    assert m.tuning["server"].irq == {"eth0": (0,)}
     assert m.tuning["server"].sysctl == {"net.core.netdev_max_backlog": "2000"}
     assert m.loaded and not m.without_bulk().loaded
     assert m.without_bulk().probes == m.probes
@@ -73,6 +75,9 @@ def test_a_mix_reads_flows_classes_and_tuning(tmp_path):
     (('kind = "iperf3"', 'kind = "iperf9"'), "kind 'iperf9' must be probe, flood, iperf3 or hog"),
     (("rps = { ov0 = [1] }", "rps = { ov0 = [5] }"), "rps ov0: CPUs [5] must be non-empty and below the VM's 2 vCPUs"),
     (("rps = { ov0 = [1] }", "rps = { ov9 = [1] }"), "rps: 'ov9' is neither an overlay"),
+    (("irq = { eth0 = [0] }", "irq = { ov0 = [0] }"), "irq: 'ov0' is not a guest NIC (ethN)"),
+    (("irq = { eth0 = [0] }", "irq = { eth0 = [2] }"), "irq eth0: CPUs [2] must be non-empty and below"),
+    (("irq = { eth0 = [0] }", "irq = { eth0 = 0 }"), "irq eth0 must be a list of CPU numbers"),
     (("[tuning.server]", "[tuning.nobody]"), "[tuning.nobody]: no vm 'nobody'"),
     (("dscp = 46", "dscp = 99"), "count must be positive and dscp 0-63"),
     (("dscp = 46", "dscp = true"), "'dscp' must be int, not bool"),

@@ -9,6 +9,7 @@ from testbed.stagewatch import (
     BacklogSample,
     Snapshot,
     VmCounters,
+    irq_script,
     parse_prism_stat,
     parse_stagemon,
     rps_script,
@@ -75,6 +76,14 @@ def test_a_queue_only_in_the_host_tap_is_saturation_outside_the_guest():
 def test_rps_script_writes_the_cpu_mask_to_every_rx_queue():
     script = rps_script("vx42", (1, 3))
     assert "echo a > $q/rps_cpus" in script and "/sys/class/net/vx42/queues/rx-*" in script
+
+
+def test_irq_script_routes_only_that_nics_queue_interrupts_and_fails_without_any():
+    script = irq_script("eth0", (0, 1))
+    assert "readlink /sys/class/net/eth0/device" in script
+    assert "echo 0,1 > /proc/irq/$i/smp_affinity_list" in script
+    assert '" "v"-(input|output)' in script  # virtio2's queues, not virtio12's or its config vector
+    assert "[ $n -gt 0 ] ||" in script and "exit 1" in script
 
 
 def test_softirq_share_per_cpu():
