@@ -65,7 +65,7 @@ def vanilla(request, guest_image, prism):
             cache["unloaded"] = traffic.run(mix.without_bulk())
             cache["loaded"] = traffic.run(mix)
             cache["goodput"] = [traffic.run(goodput_mix(mix)) for _ in range(2)]
-            cache["priority_flood"] = traffic.run(priority_flood_mix(mix))
+            cache["priority_flood"] = traffic.run(mix.with_priority_flood())
     return cache
 
 
@@ -73,12 +73,6 @@ def goodput_mix(mix: mix_mod.Mix) -> mix_mod.Mix:
     """Bulk TCP (iperf3, c1 -> s2) next to the priority probes, no flood: what PRISM costs bulk."""
     tcp = mix_mod.Iperf3Spec("bulk-tcp", "c1", "s2", protocol="tcp", size=1000)
     return dataclasses.replace(mix, name=f"{mix.name}-goodput", floods=(), hogs=(), iperf3=(tcp,))
-
-
-def priority_flood_mix(mix: mix_mod.Mix) -> mix_mod.Mix:
-    """The flood sent to a priority port: every packet of it is classified high priority."""
-    flood = dataclasses.replace(mix.floods[0], name="priority-flood", dport=mix.priority_ports[0])
-    return dataclasses.replace(mix, name=f"{mix.name}-priority-flood", floods=(flood,))
 
 
 _RUNS = pytest.StashKey[dict]()
@@ -162,7 +156,7 @@ def test_a_priority_flood_cannot_starve_bulk(request, prism, vanilla):
     # pseudo-sync: the flood goes through the priority backlog, where the quota acts
     # (in sync mode it would run to completion in the NIC's poll instead)
     prism_knobs.apply(prism.deployment, prism_knobs.parse_setting("pseudo-sync"), mix)
-    run = prism.run(priority_flood_mix(mix))
+    run = prism.run(mix.with_priority_flood())
     bulk = run.results().integrity("bulk")
     base = vanilla["priority_flood"].results().integrity("bulk")
     assert bulk.received >= STARVATION_FLOOR * bulk.sent, (

@@ -92,6 +92,13 @@ class Mix:
         """The unloaded twin: the same probes (bulk-class probes too), no load."""
         return dataclasses.replace(self, name=f"{self.name}-unloaded", floods=(), iperf3=(), hogs=(), settle=0.0)
 
+    def with_priority_flood(self) -> Mix:
+        """The mix with its first flood sent to a priority port: every flood packet is classified priority."""
+        if not self.floods:
+            raise ConfigError(f"{self.origin}: mix {self.name} has no flood to send to a priority port")
+        flood = dataclasses.replace(self.floods[0], name="priority-flood", dport=self.priority_ports[0])
+        return dataclasses.replace(self, name=f"{self.name}-priority-flood", floods=(flood,))
+
     def validate(self, topology: Topology) -> Mix:
         where = f"{self.origin}: mix {self.name}"
         containers = {c.name for _, c in topology.containers()}

@@ -100,3 +100,10 @@ def test_a_mix_needs_a_priority_probe(tmp_path):
 def test_an_unknown_mix_names_the_shipped_ones():
     with pytest.raises(ConfigError, match=r"mix nope: .*nope.toml does not exist \(shipped: .*overlay-flood"):
         mix_mod.load("nope")
+
+
+def test_the_priority_flood_twin_sends_the_flood_to_a_priority_port(tmp_path):
+    m = load(tmp_path, GOOD).with_priority_flood()
+    assert m.name == "m-priority-flood" and m.floods[0].dport == 7007 and m.floods[0].rate == 5000
+    with pytest.raises(ConfigError, match="has no flood to send to a priority port"):
+        m.without_bulk().with_priority_flood()
