@@ -1,0 +1,127 @@
+"""PRISM's rarely taken paths, exercised in a running guest.
+
+The socket-priority threshold (transmit-side marking without a port) and
+CPU hot-unplug with a busy priority backlog (dev_cpu_dead must move the
+priority queues like the normal ones). Hot-unplug breaks CPU pinnings and
+interrupt affinities for the rest of the boot, so these cases have their
+own deployment (this module) and the unplug case comes last.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shlex
+import time
+
+import pytest
+
+from testbed import mix as mix_mod
+from testbed import prism_knobs
+from testbed.bulk import Iperf3Spec
+from testbed.pytest_traffic import Traffic
+from testbed.stagewatch import parse_prism_stat
+from testbed.verdict import assert_intact
+
+pytestmark = pytest.mark.vm
+
+MIX = "overlay-flood"
+SK_PRIORITY = 6  # TC_PRIO_INTERACTIVE: what IP_TOS 0x10 (low delay) gives a socket's sk_priority
+LOW_DELAY_DSCP = 4  # TOS 0x10 >> 2; not in the mix's DSCP set, so only the socket priority can mark
+
+
+@pytest.fixture(scope="module")
+def prism(request, topology, kernel, accel):
+    if not prism_knobs.has_prism(next(iter(topology.machines.values()))):
+        pytest.skip(f"kernel {kernel.variant} ({kernel.release}) has no PRISM sysctls")
+    mix = mix_mod.load(MIX)
+    prism_knobs.apply(topology, prism_knobs.parse_setting("pseudo-sync"), mix)
+    return Traffic(request, topology, kernel, accel)
+
+
+def prism_stat(vm) -> dict[str, int]:
+    return parse_prism_stat(vm.run("cat /proc/net/prism_stat", check=True).stdout)
+
+
+def priority_enqueued_by(prism: Traffic, threshold: int, dscp: int) -> int:
+    """Packets the client VM put in a priority backlog while c1 sent TCP to s2 with the given TOS."""
+    deployment = prism.deployment
+    client = deployment.vm("client")
+    client.run(f"echo {threshold} > /proc/sys/net/core/prism_sk_priority", check=True)
+    spec = Iperf3Spec(f"sk-priority-{threshold}-{dscp}", "c1", "s2", port=5301, dscp=dscp)
+    before = prism_stat(client)
+    deployment.container("s2").spawn(spec.server_command())
+    time.sleep(0.3)
+    result = deployment.container("c1").exec(spec.client_command(deployment.container("s2").address, 2), timeout=60)
+    assert result.exit_code == 0, f"iperf3 c1 -> s2 failed: {result.stderr or result.stdout}"
+    return prism_stat(client)["prio_enqueued"] - before["prio_enqueued"]
+
+
+def test_socket_priority_threshold_marks_what_a_socket_sends(prism):
+    """A socket at or above net.core.prism_sk_priority has its packets marked on transmit; below it, none.
+
+    c1's TCP packets cross its veth into the client VM's backlog: marked
+    ones go to the priority queue (prio_enqueued). Port 5301 and DSCP 4 are
+    in neither of the mix's sets, so nothing else can mark them.
+    """
+    try:
+        marked = priority_enqueued_by(prism, SK_PRIORITY, LOW_DELAY_DSCP)
+        below = priority_enqueued_by(prism, SK_PRIORITY, 0)
+        disabled = priority_enqueued_by(prism, 0, LOW_DELAY_DSCP)
+    finally:
+        prism.deployment.vm("client").run("echo 0 > /proc/sys/net/core/prism_sk_priority")
+    assert marked > 100, f"sk_priority {SK_PRIORITY} >= threshold: only {marked} packets queued as priority"
+    assert below == 0, f"sk_priority 0 below threshold {SK_PRIORITY}: {below} packets queued as priority"
+    assert disabled == 0, f"threshold 0 (off): {disabled} packets queued as priority"
+
+
+# Waits (in the guest) until CPU 1's priority backlog has taken 2000 more
+# packets, so the unplug happens under the priority flood, then takes CPU 1
+# down and up again; each step is logged for the assertions.
+HOTPLUG = r"""
+row() { awk '$1 == "1" || $1 == "cpu1" {print $3}' /proc/net/prism_stat; }
+b=$(row); t=0
+while [ $(( $(row) - b )) -lt 2000 ]; do
+  t=$((t + 1)); [ $t -le 40 ] || { echo timeout; exit 1; }; sleep 0.5
+done
+echo "queued $(( $(row) - b )) on cpu1"
+echo 0 > /sys/devices/system/cpu/cpu1/online && echo offline-ok
+sleep 2
+echo 1 > /sys/devices/system/cpu/cpu1/online && echo online-ok
+"""
+
+
+def test_unplugging_a_cpu_under_a_priority_flood_keeps_the_guest_forwarding(prism):
+    """CPU 1 goes down and up while its priority backlog is in use; the guest goes on intact.
+
+    The splat watch fails the case on any WARN/BUG/list corruption in the
+    hotplug path; no probe may be duplicated or corrupted meanwhile (the
+    dead CPU's queued packets are re-injected on another CPU, so loss from
+    the flood's overflow and reordering are allowed); afterwards CPU 1 is
+    back and an unloaded run loses, duplicates and corrupts nothing. A
+    reordered probe in that run is a known issue of the series (xfail).
+    """
+    mix = mix_mod.load(MIX)
+    server = prism.deployment.vm("server")
+    server.run(f"setsid sh -c {shlex.quote(HOTPLUG)} </dev/null >/tmp/hotplug.log 2>&1 &", check=True)
+    flooded = mix.with_priority_flood()
+    run = prism.run(dataclasses.replace(flooded, name=f"{flooded.name}-hotplug"))
+    deadline = time.monotonic() + 30  # the script's last step is 2 s after the unplug
+    while not any(w in (log := server.run("cat /tmp/hotplug.log").stdout) for w in ("online-ok", "timeout")):
+        if time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert "offline-ok" in log and "online-ok" in log, f"hotplug did not run under the flood: {log!r}"
+    assert server.run("cat /sys/devices/system/cpu/cpu1/online", check=True).stdout.strip() == "1"
+    for flow in run.mix.flows_of(mix_mod.PRIORITY):
+        assert_intact(run.results(), flow=flow.name, tolerate=("lost", "reordered"))
+    after = prism.run(mix.without_bulk())
+    priority = after.mix.flows_of(mix_mod.PRIORITY)
+    for flow in priority:
+        assert_intact(after.results(), flow=flow.name, tolerate=("reordered",))
+    reordered = {f.name: after.results().integrity(f.name).reordered for f in priority}
+    if any(reordered.values()):
+        # Seen in 2 of 5 sessions (one probe of 3000 overtaken by the next, ~10 ms late) on
+        # pseudo-sync after an unplug; never on pseudo-sync without one (4 runs) nor on vanilla
+        # after one (6 runs). Open in the series: see its README, "Known issues".
+        pytest.xfail(f"priority probes reordered after CPU 1 went down and up: {reordered}")
+
