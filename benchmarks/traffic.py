@@ -18,15 +18,16 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import sys
 import time
 from pathlib import Path
 
-from rich.table import Table
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import figures
+from figures import show
 
 from testbed import accel as accel_mod
 from testbed import mix as mix_mod
@@ -77,14 +78,6 @@ def flood_sweep(deployment, mix) -> list[dict]:
     return rows
 
 
-def show(title: str, rows: list[dict]) -> None:
-    table = Table(title=title)
-    for key in rows[0]:
-        table.add_column(key)
-    for row in rows:
-        table.add_row(*(f"{v:.2f}" if isinstance(v, float) else str(v) for v in row.values()))
-    console.print(table)
-
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -116,9 +109,7 @@ def main() -> int:
         out["loaded_run_seconds"] = round(time.monotonic() - start, 1)
         console.print(f"one loaded run of {mix.name}: {out['loaded_run_seconds']} s")
     out["loadavg_end"] = os.getloadavg()[0]
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(out, indent=2) + "\n")
-    console.print(f"written: {args.output}")
+    figures.write(args.output, out)
     return 0
 
 
