@@ -141,8 +141,12 @@ def _build_into_store(spec: BuildSpec, store: Store) -> None:
     step = Step(f"kernel {spec.variant.name}")
     logs = cache_root() / "logs"
     log = logs / f"kernel-{spec.key}-{time.strftime('%Y%m%d-%H%M%S')}.log"
-    # One build slot at a fixed path: every build sees the same source and
-    # object paths, which is what lets ccache reuse objects across variants.
+    # One build slot at a fixed path, built in-tree as a user's tree
+    # (--kernel-src) is: every build then sees the same relative source and
+    # object paths, which is what lets ccache reuse objects across variants
+    # and between a variant and a local tree with the same options (an O=
+    # build's preprocessed output names other paths, so it shares nothing
+    # with an in-tree one).
     slot = work_root() / "kernel-slot"
     with file_lock(work_root() / ".kernel-slot.lock"):
         shutil.rmtree(slot, ignore_errors=True)
@@ -151,20 +155,18 @@ def _build_into_store(spec: BuildSpec, store: Store) -> None:
             tarball = fetch_tarball(spec.source, step)
             pristine = pristine_tree(tarball, spec.source_sha256, step)
             tree = patched_tree(pristine, spec.variant.patches(), slot / "src", step)
-            build = slot / "build"
-            build.mkdir()
             no_auto = slot / "localversion.config"
             no_auto.write_text(spec.variant.localversion_fragment())
             fragments = [(f"kernel-config/{p.name}", p) for p in spec.variant.fragments]
             fragments.append(("the testbed's localversion settings", no_auto))
-            configure(step, tree, build, spec.variant.base, fragments, log)
-            bzimage, release = compile_kernel(step, tree, build, log, spec.variant.localversion)
+            configure(step, tree, None, spec.variant.base, fragments, log)
+            bzimage, release = compile_kernel(step, tree, None, log, spec.variant.localversion)
             if not release.endswith(spec.variant.localversion):
                 raise KernelBuildError(f"kernel {spec.variant.name}: release {release} lacks {spec.variant.localversion}")
             with store.staging(spec.key) as stage:
                 shutil.copy2(bzimage, stage / "bzImage")
-                shutil.copy2(build / ".config", stage / "config")
-                shutil.copy2(build / "System.map", stage / "System.map")
+                shutil.copy2(tree / ".config", stage / "config")
+                shutil.copy2(tree / "System.map", stage / "System.map")
                 shutil.copy2(log, stage / "build.log")
                 meta = _metadata(spec, release, stage / "config", step.elapsed())
                 (stage / "metadata.json").write_text(json.dumps(meta, indent=2) + "\n")
