@@ -30,7 +30,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import figures
-from figures import show
 
 from testbed import accel as accel_mod
 from testbed import mix as mix_mod
@@ -111,7 +110,6 @@ def summary(rows: list[dict], labels: list[str]) -> list[dict]:
     return out
 
 
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kernel", default="prism")
@@ -142,13 +140,13 @@ def main() -> int:
                               f"lost {row['priority_lost']}, backlog mean {row['backlog_mean']}, "
                               f"host busy {row['host_busy']:.0%}, QEMU threads {row['qemu_cpu']}")
                 out["runs"].append(row)
-    show(f"{mix.name} on {kernel.release}: every run (ms; backlog of the busiest CPU)",
+    figures.show(f"{mix.name} on {kernel.release}: every run (ms; backlog of the busiest CPU)",
          [{"setting": r["setting"].removeprefix("prism-"), "prio p50": r["priority_p50_ms"],
            "prio p99": r["priority_p99_ms"], "bulk p99": r["bulk_p99_ms"], "prio lost": r["priority_lost"],
            "backlog mean": r["backlog_mean"], "backlog drops": r["backlog_drops"],
            "gro_cells drops": r["gro_cells_drops"], "tap drops": r["tap_drops"]} for r in out["runs"]])
     out["summary"] = summary(out["runs"], labels)
-    show("priority p99 over the rounds", out["summary"])
+    figures.show("priority p99 over the rounds", out["summary"])
     figures.write(args.output, out)
     return 0
 

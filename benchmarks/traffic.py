@@ -27,7 +27,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import figures
-from figures import show
 
 from testbed import accel as accel_mod
 from testbed import mix as mix_mod
@@ -78,7 +77,6 @@ def flood_sweep(deployment, mix) -> list[dict]:
     return rows
 
 
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kernel", default="vanilla")
@@ -94,13 +92,13 @@ def main() -> int:
     out: dict = {"kernel": kernel.release, "accel": choice.as_dict(), "loadavg_start": os.getloadavg()[0]}
     with Deployment(topo, kernel, image, choice) as deployment:
         out["lateness"] = lateness_sweep(deployment, mix)
-        show("probe send lateness (no load)", out["lateness"])
+        figures.show("probe send lateness (no load)", out["lateness"])
         keeps = [r["rate"] for r in out["lateness"]
                  if r["lateness_p99_us"] < 1000 and r["achieved"] >= 0.98 * r["rate"]]
         out["top_probe_rate"] = max(keeps, default=None)
         console.print(f"top probe rate kept (lateness p99 < 1 ms, rate within 2 %): {out['top_probe_rate']}")
         out["flood"] = flood_sweep(deployment, mix)
-        show(f"flood sweep on {topo.name} ({mix.name} tuning)", out["flood"])
+        figures.show(f"flood sweep on {topo.name} ({mix.name} tuning)", out["flood"])
         first = next((r["offered_pps"] for r in out["flood"] if r["queued_in_guest"]), None)
         out["saturating_rate"] = first
         console.print(f"first flood rate with a queue inside the guest: {first} pps")

@@ -78,7 +78,8 @@ def test_socket_priority_threshold_marks_what_a_socket_sends(prism):
 # packets, so the unplug happens under the priority flood, then takes CPU 1
 # down and up again; each step is logged for the assertions.
 HOTPLUG = r"""
-row() { awk '$1 == "1" || $1 == "cpu1" {print $3}' /proc/net/prism_stat; }
+row() { awk 'NR == 1 {for (i = 1; i <= NF; i++) if ($i == "prio_enqueued") c = i}
+             $1 == "1" {print $c}' /proc/net/prism_stat; }
 b=$(row); t=0
 while [ $(( $(row) - b )) -lt 2000 ]; do
   t=$((t + 1)); [ $t -le 40 ] || { echo timeout; exit 1; }; sleep 0.5

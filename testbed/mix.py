@@ -232,13 +232,10 @@ def from_dict(data: dict, origin: str) -> Mix:
         t = check_keys(as_table(raw, where), _TUNING, where)
         rps, irq = _cpu_table(t, "rps", where), _cpu_table(t, "irq", where)
         sysctl = {k: str(v) for k, v in as_table(t.get("sysctl", {}), f"{where} sysctl").items()}
-        pins = {}
-        for key in ("reflector-cpus", "sink-cpus"):
-            pins[key] = typed(t, key, list, where, [])
-            if not all(isinstance(c, int) and not isinstance(c, bool) for c in pins[key]):
-                raise ConfigError(f"{where}: {key} must be a list of CPU numbers")
-        tuning[vm_name] = Tuning(rps=rps, irq=irq, sysctl=sysctl, reflector_cpus=tuple(pins["reflector-cpus"]),
-                                 sink_cpus=tuple(pins["sink-cpus"]))
+        pins = {key: _cpus(typed(t, key, list, where, []), f"{where}: {key}")
+                for key in ("reflector-cpus", "sink-cpus")}
+        tuning[vm_name] = Tuning(rps=rps, irq=irq, sysctl=sysctl, reflector_cpus=pins["reflector-cpus"],
+                                 sink_cpus=pins["sink-cpus"])
     if not probes:
         raise ConfigError(f"{origin}: a mix needs at least one probe flow")
     return Mix(name=typed(data, "name", str, origin), topology=typed(data, "topology", str, origin),
@@ -248,14 +245,17 @@ def from_dict(data: dict, origin: str) -> Mix:
                description=typed(data, "description", str, origin, ""), origin=origin)
 
 
+def _cpus(value: object, what: str) -> tuple[int, ...]:
+    """A list of CPU numbers as a tuple; ConfigError naming what otherwise."""
+    if not isinstance(value, list) or not all(isinstance(c, int) and not isinstance(c, bool) for c in value):
+        raise ConfigError(f"{what} must be a list of CPU numbers")
+    return tuple(value)
+
+
 def _cpu_table(t: dict, key: str, where: str) -> dict[str, tuple[int, ...]]:
     """A tuning table of device -> list of CPU numbers."""
-    out = {}
-    for device, cpus in as_table(t.get(key, {}), f"{where} {key}").items():
-        if not isinstance(cpus, list) or not all(isinstance(c, int) and not isinstance(c, bool) for c in cpus):
-            raise ConfigError(f"{where}: {key} {device} must be a list of CPU numbers")
-        out[device] = tuple(cpus)
-    return out
+    return {device: _cpus(cpus, f"{where}: {key} {device}")
+            for device, cpus in as_table(t.get(key, {}), f"{where} {key}").items()}
 
 
 def load(name_or_path: str | Path) -> Mix:
