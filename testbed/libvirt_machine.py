@@ -128,35 +128,17 @@ class LibvirtMachine(MachineCommon):
 
     # --- lifecycle -----------------------------------------------------------------
 
-    def __enter__(self) -> LibvirtMachine:
-        """Launch and wait for the guest; one relaunch if QEMU itself died during boot.
+    def _emulator_died(self) -> str | None:
+        """The domain vanishing during boot: libvirt does not say whether a signal ended its QEMU."""
+        if self._domain is not None and not self.is_running():
+            return f"domain {self.domain_name} ended"
+        return None
 
-        The same allowance as Machine's (QEMU 7.2's TCG was seen to crash
-        while a guest probed PCI): a domain that vanished without a kernel
-        panic on its console is started once more, its taps moved back first.
-        """
-        for attempt in (1, 2):
-            try:
-                self.launch()
-                self.wait_ready()
-                return self
-            except MachineError:
-                vanished = self._domain is not None and not self.is_running()
-                self.shutdown()
-                if attempt == 2 or not vanished or self._panicked():
-                    raise
-                self.crashes.append(f"domain {self.domain_name} ended during boot; console kept as "
-                                    f"{self._keep_console(attempt)}")
-                if self.fabric is not None:
-                    for nic in self.spec.nics:
-                        self.fabric.release_host_tap(nic.tap)
-            except BaseException:
-                self.shutdown()
-                raise
-        raise AssertionError("unreachable")
-
-    def __exit__(self, *exc) -> None:
-        self.shutdown()
+    def _before_relaunch(self) -> None:
+        """The taps were moved into the run's namespace; a new domain opens them in the host's."""
+        if self.fabric is not None:
+            for nic in self.spec.nics:
+                self.fabric.release_host_tap(nic.tap)
 
     def launch(self) -> None:
         """Create the domain paused, attach the console, wire the NICs; MachineError names the cause."""

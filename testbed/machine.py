@@ -63,33 +63,10 @@ class Machine(MachineCommon):
 
     # --- lifecycle -----------------------------------------------------------------
 
-    def __enter__(self) -> Machine:
-        """Launch and wait for the guest; one relaunch if QEMU itself crashed.
-
-        QEMU 7.2's multi-threaded TCG was seen to segfault while a guest
-        probed its PCI bus (about one boot in fifteen, on a loaded host).
-        That is the emulator, not the kernel under test: the boot is tried
-        once more and the crash is kept in `crashes` for the run's record.
-        """
-        for attempt in (1, 2):
-            try:
-                self.launch()
-                self.wait_ready()
-                return self
-            except MachineError:
-                status = self._proc.returncode if self._proc is not None else None
-                self.shutdown()
-                if attempt == 2 or status is None or status >= 0 or self._panicked():
-                    raise
-                self.crashes.append(f"QEMU killed by signal {-status} during boot; console kept as "
-                                    f"{self._keep_console(attempt)}")
-            except BaseException:
-                self.shutdown()
-                raise
-        raise AssertionError("unreachable")
-
-    def __exit__(self, *exc) -> None:
-        self.shutdown()
+    def _emulator_died(self) -> str | None:
+        """How QEMU died, if a signal killed it (an emulator crash, not a guest failure)."""
+        status = self._proc.returncode if self._proc is not None else None
+        return f"QEMU killed by signal {-status}" if status is not None and status < 0 else None
 
     def launch(self) -> None:
         """Start QEMU and connect QMP; raise MachineError naming the cause."""
