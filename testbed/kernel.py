@@ -72,15 +72,11 @@ def _compiler_env() -> dict[str, str]:
 
     Trees and build directories live at different paths per build, so paths
     are made relative to the cache root and the working directory is not
-    hashed (the kernels carry no debug info that would record it). On a
-    miss the compiler is given ccache's preprocessed output instead of
-    preprocessing the source a second time (CCACHE_NOCPP2): measured on 40
-    kernel objects, 13 % less time per miss, byte-identical objects.
+    hashed (the kernels carry no debug info that would record it).
     """
     env = dict(os.environ)
     env.update(CCACHE_DIR=str(cache_root() / "ccache"), CCACHE_BASEDIR=str(cache_root()),
-               CCACHE_NOHASHDIR="1", CCACHE_MAXSIZE="4G", CCACHE_SLOPPINESS="time_macros",
-               CCACHE_NOCPP2="1")
+               CCACHE_NOHASHDIR="1", CCACHE_MAXSIZE="4G", CCACHE_SLOPPINESS="time_macros")
     return env
 
 
