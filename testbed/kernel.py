@@ -197,11 +197,21 @@ def _metadata(spec: BuildSpec, release: str, config: Path, seconds: float) -> di
     }
 
 
-def build_local_tree(tree: Path, variant: Variant) -> Kernel:
-    """Build a user's tree in place, incrementally, with the variant's fragments.
+@dataclass(frozen=True)
+class LocalTreeConfig:
+    """What merging a variant's fragments into a user's tree did: the step and log the build goes on with."""
 
-    The tree's own .config is kept and the fragments merged on top; what the
-    merge changed is printed. No patches are applied: the tree is the user's.
+    tree: Path
+    fragments: list[str]
+    changes: dict[str, list[str]]  # option -> [before, after]; empty when the tree had no .config
+    step: Step
+    log: Path
+
+
+def configure_local_tree(tree: Path, variant: Variant) -> LocalTreeConfig:
+    """Merge the variant's fragments into a user's tree's .config, keeping the rest; say what changed.
+
+    A tree without a .config starts from the variant's base, as a variant does.
     """
     tree = tree.expanduser().resolve()
     if not is_kernel_tree(tree):
@@ -215,18 +225,33 @@ def build_local_tree(tree: Path, variant: Variant) -> Kernel:
     fragments = [(f"kernel-config/{p.name}", p) for p in variant.fragments]
     try:
         final = configure(step, tree, None, None if before else variant.base, fragments, log)
-        changed = sorted(k for k in set(before) | set(final) if before.get(k, "n") != final.get(k, "n"))
-        if before and changed:
-            console.print(f"kernel tree {tree.name}: the fragments changed {len(changed)} options: "
-                          + ", ".join(f"{k}={final.get(k, 'n')}" for k in changed[:12])
-                          + (" …" if len(changed) > 12 else ""))
-        bzimage, release = compile_kernel(step, tree, None, log)
     except CommandFailed as failure:
         print_tail(failure)
         raise KernelBuildError(f"--kernel-src {tree}: {failure.argv[-1]} failed; log: {failure.log}") from None
-    meta = {"variant": "local", "tree": str(tree), "release": release, "fragments": [n for n, _ in fragments],
-            "config_changes": {k: [before.get(k, "n"), final.get(k, "n")] for k in changed} if before else {},
-            "build_seconds": round(step.elapsed(), 1), "log": str(log)}
+    changed = sorted(k for k in set(before) | set(final) if before.get(k, "n") != final.get(k, "n"))
+    if before and changed:
+        console.print(f"kernel tree {tree.name}: the fragments changed {len(changed)} options: "
+                      + ", ".join(f"{k}={final.get(k, 'n')}" for k in changed[:12])
+                      + (" …" if len(changed) > 12 else ""))
+    changes = {k: [before.get(k, "n"), final.get(k, "n")] for k in changed} if before else {}
+    return LocalTreeConfig(tree, [n for n, _ in fragments], changes, step, log)
+
+
+def build_local_tree(tree: Path, variant: Variant) -> Kernel:
+    """Build a user's tree in place, incrementally, with the variant's fragments.
+
+    No patches are applied: the tree is the user's.
+    """
+    configured = configure_local_tree(tree, variant)
+    try:
+        bzimage, release = compile_kernel(configured.step, configured.tree, None, configured.log)
+    except CommandFailed as failure:
+        print_tail(failure)
+        raise KernelBuildError(f"--kernel-src {configured.tree}: {failure.argv[-1]} failed; "
+                               f"log: {failure.log}") from None
+    meta = {"variant": "local", "tree": str(configured.tree), "release": release, "fragments": configured.fragments,
+            "config_changes": configured.changes, "build_seconds": round(configured.step.elapsed(), 1),
+            "log": str(configured.log)}
     return Kernel(bzimage, release, "local", meta, cache_hit=False)
 
 
