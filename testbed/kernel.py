@@ -13,6 +13,8 @@ import shlex
 import shutil
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -119,6 +121,16 @@ def compile_kernel(step: Step, tree: Path, build: Path | None, log: Path,
     return out / "arch/x86/boot/bzImage", release
 
 
+@contextmanager
+def _make_failures(what: str) -> Iterator[None]:
+    """A failed build command: its tail on the terminal, then one line naming what was built and the log."""
+    try:
+        yield
+    except CommandFailed as failure:
+        print_tail(failure)
+        raise KernelBuildError(f"{what}: {failure.argv[-1]} failed; log: {failure.log}") from None
+
+
 def build_variant(spec: BuildSpec, store: Store | None = None) -> Kernel:
     """The cached kernel for spec, building it first when the cache lacks it."""
     store = store or Store("kernels")
@@ -152,28 +164,26 @@ def _build_into_store(spec: BuildSpec, store: Store) -> None:
         shutil.rmtree(slot, ignore_errors=True)
         slot.mkdir()
         try:
-            tarball = fetch_tarball(spec.source, step)
-            pristine = pristine_tree(tarball, spec.source_sha256, step)
-            tree = patched_tree(pristine, spec.variant.patches(), slot / "src", step)
-            no_auto = slot / "localversion.config"
-            no_auto.write_text(spec.variant.localversion_fragment())
-            fragments = [(f"kernel-config/{p.name}", p) for p in spec.variant.fragments]
-            fragments.append(("the testbed's localversion settings", no_auto))
-            configure(step, tree, None, spec.variant.base, fragments, log)
-            bzimage, release = compile_kernel(step, tree, None, log, spec.variant.localversion)
-            if not release.endswith(spec.variant.localversion):
-                raise KernelBuildError(f"kernel {spec.variant.name}: release {release} lacks {spec.variant.localversion}")
-            with store.staging(spec.key) as stage:
-                shutil.copy2(bzimage, stage / "bzImage")
-                shutil.copy2(tree / ".config", stage / "config")
-                shutil.copy2(tree / "System.map", stage / "System.map")
-                shutil.copy2(log, stage / "build.log")
-                meta = _metadata(spec, release, stage / "config", step.elapsed())
-                (stage / "metadata.json").write_text(json.dumps(meta, indent=2) + "\n")
-            console.print(f"kernel {spec.variant.name}: built {release} in {step.elapsed():.0f}s, cached as {spec.key}")
-        except CommandFailed as failure:
-            print_tail(failure)
-            raise KernelBuildError(f"kernel {spec.variant.name}: {failure.argv[-1]} failed; log: {failure.log}") from None
+            with _make_failures(f"kernel {spec.variant.name}"):
+                tarball = fetch_tarball(spec.source, step)
+                pristine = pristine_tree(tarball, spec.source_sha256, step)
+                tree = patched_tree(pristine, spec.variant.patches(), slot / "src", step)
+                no_auto = slot / "localversion.config"
+                no_auto.write_text(spec.variant.localversion_fragment())
+                fragments = [(f"kernel-config/{p.name}", p) for p in spec.variant.fragments]
+                fragments.append(("the testbed's localversion settings", no_auto))
+                configure(step, tree, None, spec.variant.base, fragments, log)
+                bzimage, release = compile_kernel(step, tree, None, log, spec.variant.localversion)
+                if not release.endswith(spec.variant.localversion):
+                    raise KernelBuildError(f"kernel {spec.variant.name}: release {release} lacks {spec.variant.localversion}")
+                with store.staging(spec.key) as stage:
+                    shutil.copy2(bzimage, stage / "bzImage")
+                    shutil.copy2(tree / ".config", stage / "config")
+                    shutil.copy2(tree / "System.map", stage / "System.map")
+                    shutil.copy2(log, stage / "build.log")
+                    meta = _metadata(spec, release, stage / "config", step.elapsed())
+                    (stage / "metadata.json").write_text(json.dumps(meta, indent=2) + "\n")
+                console.print(f"kernel {spec.variant.name}: built {release} in {step.elapsed():.0f}s, cached as {spec.key}")
         finally:
             shutil.rmtree(slot, ignore_errors=True)
 
@@ -223,11 +233,8 @@ def configure_local_tree(tree: Path, variant: Variant) -> LocalTreeConfig:
     config = tree / ".config"
     before = kconfig.parse_config_file(config) if config.is_file() else {}
     fragments = [(f"kernel-config/{p.name}", p) for p in variant.fragments]
-    try:
+    with _make_failures(f"--kernel-src {tree}"):
         final = configure(step, tree, None, None if before else variant.base, fragments, log)
-    except CommandFailed as failure:
-        print_tail(failure)
-        raise KernelBuildError(f"--kernel-src {tree}: {failure.argv[-1]} failed; log: {failure.log}") from None
     changed = sorted(k for k in set(before) | set(final) if before.get(k, "n") != final.get(k, "n"))
     if before and changed:
         console.print(f"kernel tree {tree.name}: the fragments changed {len(changed)} options: "
@@ -243,12 +250,8 @@ def build_local_tree(tree: Path, variant: Variant) -> Kernel:
     No patches are applied: the tree is the user's.
     """
     configured = configure_local_tree(tree, variant)
-    try:
+    with _make_failures(f"--kernel-src {configured.tree}"):
         bzimage, release = compile_kernel(configured.step, configured.tree, None, configured.log)
-    except CommandFailed as failure:
-        print_tail(failure)
-        raise KernelBuildError(f"--kernel-src {configured.tree}: {failure.argv[-1]} failed; "
-                               f"log: {failure.log}") from None
     meta = {"variant": "local", "tree": str(configured.tree), "release": release, "fragments": configured.fragments,
             "config_changes": configured.changes, "build_seconds": round(configured.step.elapsed(), 1),
             "log": str(configured.log)}
