@@ -5,7 +5,10 @@ counter at once (softnet_stat, `ip -s -j link`, each container's
 /proc/PID/net/snmp, /proc/net/prism_stat when the kernel has it), and the
 host's view of each VM's tap is read in the fabric namespace. While the load
 runs, prism-stagemon (images/src/) samples the softnet backlog's length,
-which no counter keeps. The stages, in a packet's order:
+which no counter keeps; `window()` marks the part of the load that is
+measured (settled, probes in flight), over which it also reports how often
+each CPU's backlog stood above a level (testbed.regime). The stages, in a
+packet's order:
 
   host tap (tx drops: the virtio ring was full, the queue was outside the
   guest) → virtio NIC (eth0 rx drops) → VXLAN gro_cells (the vxlan device's
@@ -19,10 +22,11 @@ import shlex
 from dataclasses import dataclass, field
 
 from .overlay import vxlan_name
+from .regime import STANDING_SHARE, WindowBacklog, level_for
 from .stages import LinkStats, SoftnetRow, parse_ip_link, parse_snmp, parse_softnet
 
-QUEUE_THRESHOLD = 64  # a backlog longer than one NAPI poll's worth counts as a queue
 STAGEMON = "/tmp/prism-stagemon"
+BIN_MS = 250  # the window's time bins: enough to see a queue that comes and goes
 _MARK = "=====prism-stage====="
 
 
@@ -32,17 +36,17 @@ class VmCounters:
     links: dict[str, LinkStats]
     snmp: dict[str, dict[str, int]]  # container -> Udp counters
     prism_stat: str | None
-    cpu_times: dict[int, tuple[int, int]] = field(default_factory=dict)  # cpu -> (softirq ticks, all ticks)
+    cpu_times: dict[int, tuple[int, int, int]] = field(default_factory=dict)  # cpu -> (softirq, idle, all) ticks
 
 
-def parse_proc_stat(text: str) -> dict[int, tuple[int, int]]:
-    """Per CPU, (softirq ticks, all ticks) from /proc/stat's cpuN lines."""
+def parse_proc_stat(text: str) -> dict[int, tuple[int, int, int]]:
+    """Per CPU, (softirq ticks, idle+iowait ticks, all ticks) from /proc/stat's cpuN lines."""
     out = {}
     for line in text.splitlines():
         f = line.split()
         if f and f[0].startswith("cpu") and f[0][3:].isdigit() and len(f) >= 8:
             ticks = [int(x) for x in f[1:]]
-            out[int(f[0][3:])] = (ticks[6], sum(ticks[:8]))  # softirq; user..steal
+            out[int(f[0][3:])] = (ticks[6], ticks[3] + ticks[4], sum(ticks[:8]))  # softirq; idle+iowait; user..steal
     return out
 
 
@@ -61,13 +65,33 @@ class BacklogSample:
     nonempty: int
 
 
-def parse_stagemon(text: str) -> list[BacklogSample]:
-    """prism-stagemon's summary: `cpu N samples S peak P mean M nonempty E` per line."""
-    out = []
+@dataclass(frozen=True)
+class Stagemon:
+    """prism-stagemon's output: the whole run per CPU, the measured window per CPU, its time bins."""
+
+    run: list[BacklogSample] = field(default_factory=list)
+    window: list[WindowBacklog] = field(default_factory=list)
+    bins: list[dict] = field(default_factory=list)  # {"bin", "cpu", "mean", "above", "dropped"} per bin and CPU
+
+
+def parse_stagemon(text: str) -> Stagemon:
+    """prism-stagemon's lines (images/src/prism-stagemon.c); anything else is skipped."""
+    out = Stagemon()
     for line in text.splitlines():
         f = line.split()
-        if len(f) == 10 and f[0] == "cpu":
-            out.append(BacklogSample(int(f[1]), int(f[3]), int(f[5]), float(f[7]), int(f[9])))
+        try:
+            if len(f) == 10 and f[0] == "cpu":
+                out.run.append(BacklogSample(int(f[1]), int(f[3]), int(f[5]), float(f[7]), int(f[9])))
+            elif len(f) == 19 and f[:2] == ["window", "cpu"]:
+                v = dict(zip(f[3::2], f[4::2], strict=True))
+                out.window.append(WindowBacklog(int(f[2]), int(v["samples"]), int(v["peak"]), float(v["mean"]),
+                                                int(v["above"]), int(v["dropped"]), int(v["squeeze"]),
+                                                int(v["processed"]), int(v["usec"])))
+            elif len(f) == 12 and f[0] == "bin":
+                out.bins.append({"bin": int(f[1]), "cpu": int(f[3]), "mean": float(f[7]), "above": int(f[9]),
+                                 "samples": int(f[5]), "dropped": int(f[11])})
+        except (ValueError, KeyError):
+            continue
     return out
 
 
@@ -88,9 +112,13 @@ class VmStages:
     veth_dropped: dict[str, int] = field(default_factory=dict)
     softnet: dict[str, int] = field(default_factory=dict)
     backlog: list[BacklogSample] = field(default_factory=list)
+    window: list[WindowBacklog] = field(default_factory=list)  # per CPU, over the measured window only
+    bins: list[dict] = field(default_factory=list)
+    level: int = 0  # packets: a backlog sample at or above this counts as queued (regime.level_for)
     sockets: dict[str, dict[str, int]] = field(default_factory=dict)
     prism_stat: dict[str, int] = field(default_factory=dict)
     softirq_share: dict[int, float] = field(default_factory=dict)  # cpu -> share of its time in softirq
+    busy_share: dict[int, float] = field(default_factory=dict)  # cpu -> share of its time not idle
 
     @property
     def peak_backlog(self) -> int:
@@ -102,23 +130,18 @@ class VmStages:
                 + sum(self.veth_dropped.values()) + sum(s.get("RcvbufErrors", 0) for s in self.sockets.values()))
 
     @property
-    def saturated(self) -> bool:
-        """The receiver could not keep up: drops anywhere on its path, or a standing backlog.
-
-        Time squeeze alone is not enough: under TCG a NAPI run overshoots its
-        2 ms budget now and then even with no load.
-        """
-        return self.peak_backlog >= QUEUE_THRESHOLD or self.tap_dropped > 0 or self.guest_drops > 0
-
-    @property
     def queued_in_guest(self) -> bool:
-        """A queue formed in a guest kernel stage (backlog or gro_cells), where a kernel mechanism can act."""
-        return (self.peak_backlog >= QUEUE_THRESHOLD or self.softnet.get("dropped", 0) > 0
-                or sum(self.gro_cells_dropped.values()) > 0)
+        """A queue stood in a guest CPU's backlog through the window (testbed.regime's test, any CPU)."""
+        return any(w.occupancy >= STANDING_SHARE for w in self.window)
 
     def where(self) -> str:
-        peak = max(self.backlog, key=lambda b: b.peak, default=None)
-        backlog = f"peak backlog {peak.peak} on cpu{peak.cpu} (mean {peak.mean:.0f})" if peak else "backlog not sampled"
+        top = max(self.window, key=lambda w: w.occupancy, default=None)
+        if top:
+            backlog = (f"cpu{top.cpu} backlog >= {self.level} in {top.occupancy:.0%} of the window "
+                       f"(mean {top.mean:.0f}, peak {top.peak}, {top.dropped} drops)")
+        else:
+            peak = max(self.backlog, key=lambda b: b.peak, default=None)
+            backlog = f"peak backlog {peak.peak} on cpu{peak.cpu} (mean {peak.mean:.0f})" if peak else "backlog not sampled"
         return (f"{self.vm}: {backlog}; drops: tap {self.tap_dropped}, nic {self.nic_dropped}, "
                 f"gro_cells {sum(self.gro_cells_dropped.values())}, backlog {self.softnet.get('dropped', 0)}, "
                 f"veth {sum(self.veth_dropped.values())}, "
@@ -130,9 +153,10 @@ class VmStages:
                 "nic": {"rx": self.nic_rx, "dropped": self.nic_dropped}, "gro_cells_dropped": self.gro_cells_dropped,
                 "softnet": self.softnet, "backlog": [b.__dict__ for b in self.backlog],
                 "veth_dropped": self.veth_dropped, "sockets": self.sockets, "prism_stat": self.prism_stat,
-                "softirq_share": self.softirq_share,
+                "window": [w.__dict__ for w in self.window], "bins": self.bins, "level": self.level,
+                "softirq_share": self.softirq_share, "busy_share": self.busy_share,
                 "peak_backlog": self.peak_backlog, "guest_drops": self.guest_drops,
-                "saturated": self.saturated, "queued_in_guest": self.queued_in_guest, "where": self.where()}
+                "queued_in_guest": self.queued_in_guest, "where": self.where()}
 
 
 def parse_prism_stat(text: str | None) -> dict[str, int]:
@@ -158,6 +182,7 @@ class StageWatch:
         self._pids = {vm: {c.name: self.deployment.container(c.name).pid()
                            for c in deployment.topology.vm(vm).containers} for vm in vms}
         self.before: Snapshot | None = None
+        self.levels: dict[str, int] = {}
         self.result: dict[str, VmStages] = {}
 
     def _snapshot(self) -> Snapshot:
@@ -181,9 +206,17 @@ class StageWatch:
     def __enter__(self) -> StageWatch:
         self.before = self._snapshot()
         for vm in self.vms:
+            limit = self.deployment.vm(vm).run("cat /proc/sys/net/core/netdev_max_backlog", check=True).stdout
+            self.levels[vm] = level_for(int(limit))
             self.deployment.vm(vm).run(
-                f"(prism-stagemon -i {self.interval_us} > {STAGEMON}.out 2>&1 & echo $! > {STAGEMON}.pid)", check=True)
+                f"(prism-stagemon -i {self.interval_us} -t {self.levels[vm]} -b {BIN_MS} > {STAGEMON}.out 2>&1 &"
+                f" echo $! > {STAGEMON}.pid)", check=True)
         return self
+
+    def mark_window(self) -> None:
+        """Open, then (called again) close the measured part of the load: the regime is judged over it."""
+        for vm in self.vms:
+            self.deployment.vm(vm).run(f"kill -USR1 $(cat {STAGEMON}.pid)", check=True)
 
     def __exit__(self, *exc) -> None:
         samples = {}
@@ -193,16 +226,19 @@ class StageWatch:
                 f" cat {STAGEMON}.out", timeout=30)
             samples[vm] = parse_stagemon(out.stdout)
         if exc[0] is None:
-            self.result = stages_between(self.before, self._snapshot(), samples, self.deployment.topology)
+            self.result = stages_between(self.before, self._snapshot(), samples, self.deployment.topology,
+                                         self.levels)
 
 
-def stages_between(before: Snapshot, after: Snapshot, samples: dict[str, list[BacklogSample]], topology) -> dict:
+def stages_between(before: Snapshot, after: Snapshot, samples: dict[str, Stagemon], topology,
+                   levels: dict[str, int] | None = None) -> dict:
     """Per VM, what moved at each stage between two snapshots."""
     vxlans = {vxlan_name(o.vni) for o in topology.overlays}
     out = {}
     for vm, a in after.vms.items():
         b = before.vms[vm]
-        s = VmStages(vm, backlog=samples.get(vm, []))
+        mon = samples.get(vm, Stagemon())
+        s = VmStages(vm, backlog=mon.run, window=mon.window, bins=mon.bins, level=(levels or {}).get(vm, 0))
         s.tap_to_guest = _delta(after.taps[vm].tx_packets, before.taps[vm].tx_packets)
         s.tap_dropped = _delta(after.taps[vm].tx_dropped, before.taps[vm].tx_dropped)
         if "eth0" in a.links:
@@ -227,10 +263,11 @@ def stages_between(before: Snapshot, after: Snapshot, samples: dict[str, list[Ba
             prev = b.snmp.get(name, {})
             s.sockets[name] = {k: counters[k] - prev.get(k, 0) for k in ("InDatagrams", "RcvbufErrors", "InErrors")
                                if k in counters}
-        for cpu, (soft, total) in a.cpu_times.items():
-            soft0, total0 = b.cpu_times.get(cpu, (0, 0))
+        for cpu, (soft, idle, total) in a.cpu_times.items():
+            soft0, idle0, total0 = b.cpu_times.get(cpu, (0, 0, 0))
             if total > total0:
                 s.softirq_share[cpu] = round((soft - soft0) / (total - total0), 3)
+                s.busy_share[cpu] = round(1 - (idle - idle0) / (total - total0), 3)
         pa, pb = parse_prism_stat(a.prism_stat), parse_prism_stat(b.prism_stat)
         s.prism_stat = {k: v - pb.get(k, 0) for k, v in pa.items()}
         out[vm] = s

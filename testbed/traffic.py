@@ -19,6 +19,7 @@ from .bulk import FloodReport, HostFlood, Iperf3Report, parse_iperf3
 from .errors import VerdictError
 from .mix import Mix
 from .prober import HostProber, ProbeRun
+from .regime import Regime, judge
 from .stagewatch import StageWatch, VmStages, irq_script, rps_script
 from .verdict import RunResults
 
@@ -36,26 +37,39 @@ class MixRun:
     stages: dict[str, VmStages] = field(default_factory=dict)
     seconds: float = 0.0
     host_load: tuple[float, float] = (0.0, 0.0)  # 1-minute load average before and after
+    regime: Regime | None = None  # loaded runs only: did the queue stand where PRISM acts (testbed.regime)
 
     def results(self) -> RunResults:
         return self.probes.results()
-
-    @property
-    def saturated(self) -> bool:
-        return any(s.saturated for s in self.stages.values())
 
     @property
     def queued_in_guest(self) -> bool:
         return any(s.queued_in_guest for s in self.stages.values())
 
     def validity(self) -> str | None:
-        """None when the run is what it claims; else why it is not (a loaded run that loaded nothing)."""
-        if not self.mix.loaded:
-            return None
-        if not self.saturated:
-            return ("invalid: the mix is loaded but no receiver saturated (no backlog, drop or time squeeze): "
-                    + "; ".join(s.where() for s in self.stages.values()))
+        """None when the run is what it claims; else why not (a loaded run that did not hold its regime)."""
+        return None if self.regime is None or self.regime.valid else self.regime.why
+
+
+def target_cpus(mix: Mix, vm: str, overlay: str) -> tuple[int, ...]:
+    """The CPUs the mix steers a VM's overlay traffic to (RPS on the overlay, else on eth0)."""
+    tuning = mix.tuning.get(vm)
+    if tuning is None:
+        return ()
+    return tuning.rps.get(overlay) or tuning.rps.get("eth0") or ()
+
+
+def regime_of(mix: Mix, stages: dict[str, VmStages], topology) -> Regime | None:
+    """Judge the VM that receives the mix's first flood; None unloaded; a load without a flood promises no queue."""
+    if not mix.loaded:
         return None
+    if not mix.floods:
+        return Regime.not_required("no flood in the mix: no standing queue is promised")
+    dst = mix.floods[0].dst
+    vm, container = next(((vm.name, c) for vm, c in topology.containers() if c.name == dst), (None, None))
+    if vm is None or vm not in stages:
+        return Regime(required=True, valid=False, why=f"invalid: the flood's receiver ({dst}) was not watched")
+    return judge(stages[vm], target_cpus(mix, vm, container.overlay))
 
 
 def receivers(deployment, mix: Mix) -> list[str]:
@@ -134,7 +148,7 @@ def run_mix(deployment, mix: Mix, grace: float = 2.0) -> MixRun:
     hogs_started: list = []
 
     def start_load() -> None:
-        """Bulk starts once every probe path answered (warm-up), then settles."""
+        """Bulk starts once every probe path answered (warm-up), then settles; the measured window opens."""
         _start_iperf3(deployment, mix, bulk_seconds + 1)
         for hog in mix.hogs:
             deployment.container(hog.container).spawn(hog.start_command(), log=f"/tmp/hog-{hog.name}.log")
@@ -143,10 +157,15 @@ def run_mix(deployment, mix: Mix, grace: float = 2.0) -> MixRun:
             flood.__enter__()
             entered.append(flood)
         time.sleep(mix.settle)
+        watch.mark_window()
+        window_open.append(True)
 
+    window_open: list[bool] = []
     with StageWatch(deployment, receivers(deployment, mix)) as watch:
         try:
             probe_run = HostProber(deployment, mix.probes, grace=grace).run(before_schedule=start_load)
+            if window_open:
+                watch.mark_window()
         finally:
             for flood in reversed(entered):
                 flood.__exit__(None, None, None)
@@ -154,7 +173,8 @@ def run_mix(deployment, mix: Mix, grace: float = 2.0) -> MixRun:
                 deployment.container(hog.container).exec(hog.stop_command())
         iperf = _collect_iperf3(deployment, mix, time.monotonic() + bulk_seconds + 15)
     run = MixRun(mix, probe_run, [f.report for f in floods], iperf, watch.result,
-                 time.monotonic() - start, (load_before, os.getloadavg()[0]))
+                 time.monotonic() - start, (load_before, os.getloadavg()[0]),
+                 regime_of(mix, watch.result, deployment.topology))
     for report in iperf:
         if report.error:
             raise VerdictError(f"mix {mix.name}: iperf3 flow {report.name}: {report.error}")

@@ -1,0 +1,66 @@
+"""The regime a loaded run must prove: a queue that stood on the target CPU, headroom before it."""
+
+from __future__ import annotations
+
+from testbed.regime import HEADROOM_DROP_SHARE, STANDING_SHARE, Regime, WindowBacklog, judge, level_for
+from testbed.stagewatch import VmStages
+
+
+def stages(occupancy: float, *, cpu: int = 1, tap_drop: int = 0, gro_drop: int = 0, nic_drop: int = 0,
+           other: float = 0.0) -> VmStages:
+    samples = 400
+    window = [WindowBacklog(0, samples, 50, 2.0, int(other * samples), 0, 0, 1000, 2_000_000),
+              WindowBacklog(cpu, samples, 1000, 400.0, int(occupancy * samples), 300, 5, 30000, 2_000_000)]
+    return VmStages("server", tap_to_guest=100_000, tap_dropped=tap_drop, nic_rx=100_000, nic_dropped=nic_drop,
+                    gro_cells_dropped={"vx42": gro_drop}, window=window, level=100)
+
+
+def test_level_is_a_share_of_netdev_max_backlog():
+    assert level_for(1000) == 100 and level_for(5000) == 500 and level_for(3) == 1
+
+
+def test_a_queue_that_stood_with_headroom_is_valid():
+    g = judge(stages(0.9), (1,))
+    assert g.valid and g.standing and g.headroom and g.required
+    assert g.target_cpus == (1,) and g.occupancy == 0.9 and g.backlog_drops == 300
+    assert g.why.startswith("server: standing: cpu1 backlog >= 100 in 90% of 400 samples")
+
+
+def test_a_burst_is_not_a_standing_queue():
+    g = judge(stages(STANDING_SHARE - 0.01), (1,))
+    assert not g.valid and not g.standing and g.headroom
+    assert "no standing queue" in g.why
+
+
+def test_occupancy_is_judged_on_the_target_cpu_not_the_busiest():
+    g = judge(stages(0.1, other=0.95), (1,))
+    assert not g.valid and g.target_cpus == (1,)
+
+
+def test_without_a_pinned_target_the_busiest_cpu_is_judged_and_said_so():
+    g = judge(stages(0.9), ())
+    assert g.valid and g.target_cpus == (1,) and "the mix pins no RPS CPU" in g.why
+
+
+def test_drops_before_the_target_make_the_run_invalid_even_with_a_standing_queue():
+    for kwargs, stage in (({"tap_drop": 2000}, "host tap"), ({"gro_drop": 5000}, "gro_cells"),
+                          ({"nic_drop": 3000}, "nic")):
+        g = judge(stages(0.95, **kwargs), (1,))
+        assert not g.valid and g.standing and not g.headroom, kwargs
+        assert f"{stage} dropped" in g.why
+
+
+def test_drops_within_the_headroom_share_are_tolerated():
+    g = judge(stages(0.95, tap_drop=int(HEADROOM_DROP_SHARE * 100_000 * 0.5)), (1,))
+    assert g.valid
+
+
+def test_an_empty_window_is_invalid():
+    g = judge(VmStages("server"), (1,))
+    assert not g.valid and "window empty" in g.why
+
+
+def test_regime_to_dict_carries_the_thresholds():
+    d = judge(stages(0.9), (1,)).to_dict()
+    assert d["valid"] and d["thresholds"]["standing_share"] == STANDING_SHARE and d["target_cpus"] == [1]
+    assert Regime.not_required("no flood").to_dict()["required"] is False
