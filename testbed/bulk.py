@@ -73,15 +73,19 @@ class HostFloodSpec:
 
     name: str
     dst: str
-    rate: float  # packets per second, all inner flows together
+    # packets per second, all inner flows together; None is "auto": the rate testbed.calibrate
+    # finds on the booted receiver, since a fixed rate loads a slow host and not a fast one
+    rate: float | None
     size: int = 1000  # inner UDP payload bytes
     dport: int = 9
     flows: int = 4  # distinct inner source ports (RSS spread)
     dscp: int = 0
 
     def __post_init__(self) -> None:
-        if not 0 < self.rate <= 1_000_000 or not 1 <= self.flows <= 1024 or not 0 < self.size <= 1400:
-            raise ValueError(f"flood {self.name}: rate must be in (0, 1e6] pps, flows 1-1024, size 1-1400 bytes")
+        rate_ok = self.rate is None or 0 < self.rate <= 1_000_000
+        if not rate_ok or not 1 <= self.flows <= 1024 or not 0 < self.size <= 1400:
+            raise ValueError(f"flood {self.name}: rate must be 'auto' or in (0, 1e6] pps, flows 1-1024, "
+                             f"size 1-1400 bytes")
 
 
 @dataclass
@@ -109,6 +113,8 @@ class HostFlood:
     """Runs a flood in a thread between __enter__ and __exit__."""
 
     def __init__(self, deployment, spec: HostFloodSpec):
+        if spec.rate is None:
+            raise ValueError(f"flood {spec.name}: rate is 'auto': calibrate the mix first (testbed.calibrate)")
         self.spec = spec
         templates = [frames.template(deployment, frames.FrameSpec(dst=spec.dst, sport=20000 + i, dport=spec.dport,
                                                                   size=spec.size, dscp=spec.dscp))

@@ -30,6 +30,7 @@ from .topology import Topology
 
 MIX_DIR = Path(__file__).resolve().parent.parent / "cases" / "mixes"
 PRIORITY, BULK = "priority", "bulk"
+AUTO = "auto"  # a flood rate found per boot by testbed.calibrate
 
 _TOP = {"name", "topology", "settle", "flow", "tuning", "description"}
 _PROBE = {"name", "kind", "class", "dst", "protocol", "ip", "dport", "dscp", "size", "rate", "count", "start"}
@@ -87,6 +88,19 @@ class Mix:
     @property
     def priority_dscp(self) -> tuple[int, ...]:
         return tuple(sorted({p.dscp for p in self.flows_of(PRIORITY) if p.dscp}))
+
+    @property
+    def needs_calibration(self) -> bool:
+        """A flood says rate = "auto": the rate must be found on the booted receiver first."""
+        return any(f.rate is None for f in self.floods)
+
+    def with_flood_rate(self, rate: float) -> Mix:
+        """The mix with its "auto" floods set to rate packets/s in all (split evenly between them)."""
+        auto = [f for f in self.floods if f.rate is None]
+        if not auto:
+            return self
+        floods = tuple(dataclasses.replace(f, rate=rate / len(auto)) if f.rate is None else f for f in self.floods)
+        return dataclasses.replace(self, floods=floods)
 
     def without_bulk(self) -> Mix:
         """The unloaded twin: the same probes (bulk-class probes too), no load."""
@@ -173,9 +187,12 @@ def _probe(t: dict, where: str, flow_id: int) -> ProbeFlow:
 
 def _flood(t: dict, where: str) -> HostFloodSpec:
     check_keys(t, _FLOOD, where)
+    rate = typed(t, "rate", (int, float, str), where)
+    if isinstance(rate, str) and rate != AUTO:
+        raise ConfigError(f"{where}: rate {rate!r} must be a number of packets/s or \"{AUTO}\"")
     try:
         return HostFloodSpec(name=typed(t, "name", str, where), dst=typed(t, "dst", str, where),
-                             rate=float(typed(t, "rate", (int, float), where)), size=typed(t, "size", int, where, 1000),
+                             rate=None if rate == AUTO else float(rate), size=typed(t, "size", int, where, 1000),
                              dport=typed(t, "dport", int, where, 9), flows=typed(t, "flows", int, where, 4),
                              dscp=typed(t, "dscp", int, where, 0))
     except ValueError as exc:

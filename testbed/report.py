@@ -20,11 +20,17 @@ from pathlib import Path
 
 from rich.table import Table
 
+from . import regime_report
 from .errors import ConfigError
 from .latency import FlowSamples, compare, summarize
 
 SCHEMA = "prism-testbed/run/1"
 BASELINE = "vanilla"
+
+
+def calibration_tables(calibration: dict) -> list[Table]:
+    rows_ = regime_report.calibration_rows(calibration)
+    return [_rich(regime_report.calibration_title(calibration), rows_[0], rows_[1:])]
 
 
 def run_record(run, *, kernel, accel, topology, case: str = "", label: str | None = None) -> dict:
@@ -71,8 +77,7 @@ def run_record(run, *, kernel, accel, topology, case: str = "", label: str | Non
         "floods": [f.to_dict() for f in run.floods],
         "iperf3": [i.to_dict() for i in run.iperf3],
         "stages": {vm: s.to_dict() for vm, s in run.stages.items()},
-        "saturated": run.saturated,
-        "queued_in_guest": run.queued_in_guest,
+        "regime": run.regime.to_dict() if run.regime else None,
         "validity": run.validity(),
     }
 
@@ -203,7 +208,7 @@ def stage_rows(records: list[dict]) -> list[list[str]]:
                         str(soft.get("dropped", 0)), str(sum(x.get("RcvbufErrors", 0) for x in s["sockets"].values())),
                         str(soft.get("time_squeeze", 0)),
                         " ".join(f"{int(v * 100)}%" for _, v in sorted(s.get("softirq_share", {}).items())) or "-",
-                        "invalid" if r["validity"] else ("guest" if s["queued_in_guest"] else "outside guest")])
+                        "invalid" if r["validity"] else ("guest" if s.get("queued_in_guest") else "none standing")])
     return out
 
 
@@ -256,6 +261,9 @@ def _rich(title: str, header: list[str], body: list[list[str]]) -> Table:
 
 
 def rich_tables(records: list[dict]) -> list[Table]:
+    if regime_report.has_rounds(records) and any(r.get("round", 1) > 1 for r in records):
+        # an experiment over rounds: the per-run tables would repeat every round; the evidence says more
+        return [_rich(title, body[0], body[1:]) for title, body in regime_report.sections(records)]
     tables = [_rich("priority and bulk latency (RTT)", HEADER, rows(records)),
               _rich("priority flow by condition (RTT, 95% CI)", CONDITION_HEADER, condition_rows(records))]
     stages = stage_rows(records)
@@ -265,6 +273,7 @@ def rich_tables(records: list[dict]) -> list[Table]:
     if comp:
         tables.append(_rich("comparisons (a/b at p99; 'faster' only when the whole CI is below 1)",
                             COMPARISON_HEADER, comp))
+    tables += [_rich(title, body[0], body[1:]) for title, body in regime_report.sections(records)[1:2]]
     return tables
 
 
@@ -281,6 +290,8 @@ def markdown(records: list[dict]) -> str:
     comp = comparisons(records)
     if comp:
         parts += ["", "### Comparisons at p99", "", table(COMPARISON_HEADER, comp)]
+    for title, body in regime_report.sections(records):
+        parts += ["", f"### {title}", "", table(body[0], body[1:])]
     return "\n".join(parts) + "\n"
 
 

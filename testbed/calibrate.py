@@ -1,0 +1,182 @@
+"""Find the flood rate that puts a booted receiver into the regime (testbed.regime).
+
+A fixed rate loads a slow host and not a fast one, and a KVM guest not at
+all, so a mix may say `rate = "auto"`: before the measured runs, on the
+booted deployment, the mix's load (its busy containers, and its floods at
+rising rates) runs in short steps while the receiver's stages are watched.
+The first rates at which the target CPU's backlog stands, with the stages
+before it keeping up, give the operating point. The ramp also measures the
+flood generator's own ceiling (the rate at which it stops keeping its
+schedule): where that comes first, the host cannot be brought into the
+regime with this sender, and the calibration says so instead of guessing.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+
+from .bulk import HostFlood
+from .errors import VerdictError
+from .mix import Mix
+from .progress import console
+from .regime import Regime
+from .stagewatch import StageWatch
+from .traffic import prepare, receivers, regime_of
+
+START_PPS = 2000.0  # below what any receiver of ours saturates at, TCG included
+GROWTH = 1.5  # each step offers this much more: 12 steps span 2k to 170k pps
+MAX_STEPS = 12
+# Once a rate holds the regime, the next step must hold it too before the point counts:
+# a load that is bistable at one rate is not an operating point.
+CONFIRM = 2
+MARGIN = 1.2  # the chosen rate: the first rate that held, times this (below the next step's GROWTH)
+SENDER_KEPT = 0.95  # a step whose sender delivered less than this share of its target marks the ceiling
+STEP_SETTLE = 1.0  # seconds of flood before a step's window opens
+STEP_WINDOW = 2.0  # seconds the step is judged over
+
+
+@dataclass(frozen=True)
+class Step:
+    """One rate of the ramp and what the receiver did with it."""
+
+    target_pps: float
+    achieved_pps: float
+    late_batches: int
+    regime: Regime
+
+    @property
+    def sender_kept_up(self) -> bool:
+        return self.achieved_pps >= SENDER_KEPT * self.target_pps
+
+    def to_dict(self) -> dict:
+        return {"target_pps": round(self.target_pps), "achieved_pps": round(self.achieved_pps),
+                "late_batches": self.late_batches, "sender_kept_up": self.sender_kept_up,
+                "regime": self.regime.to_dict()}
+
+
+@dataclass
+class Calibration:
+    """The ramp's figures and the rate chosen from them (None: the regime was not reached, and why)."""
+
+    mix: str
+    rate: float | None
+    why: str
+    steps: list[Step] = field(default_factory=list)
+    sender_ceiling_pps: float | None = None  # first target the sender could not keep; None: never reached
+    host: dict = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def reached(self) -> bool:
+        return self.rate is not None
+
+    def to_dict(self) -> dict:
+        return {"mix": self.mix, "rate": None if self.rate is None else round(self.rate), "why": self.why,
+                "sender_ceiling_pps": self.sender_ceiling_pps, "host": self.host, "seconds": round(self.seconds, 1),
+                "constants": {"start_pps": START_PPS, "growth": GROWTH, "confirm": CONFIRM, "margin": MARGIN,
+                              "sender_kept": SENDER_KEPT, "step_settle": STEP_SETTLE, "step_window": STEP_WINDOW},
+                "steps": [s.to_dict() for s in self.steps]}
+
+
+def choose(steps: list[Step]) -> tuple[float | None, str]:
+    """The operating point from a ramp: (rate, why), rate None when the regime was not held.
+
+    The first run of CONFIRM consecutive steps that held the regime gives the
+    point: its first rate times MARGIN, which lies between two rates that
+    both held. Pure, so the rule is unit-tested on made-up ramps.
+    """
+    run = 0
+    for i, step in enumerate(steps):
+        run = run + 1 if step.regime.valid and step.sender_kept_up else 0
+        if run >= CONFIRM:
+            first = steps[i - CONFIRM + 1]
+            rate = first.target_pps * MARGIN
+            return rate, (f"the regime held from {first.target_pps:.0f} pps for {CONFIRM} steps "
+                          f"(occupancy {first.regime.occupancy:.0%} .. {step.regime.occupancy:.0%}); "
+                          f"chosen {MARGIN:g}x the first: {rate:.0f} pps")
+    if not steps:
+        return None, "no step ran"
+    last = steps[-1]
+    if not last.sender_kept_up:
+        return None, (f"the flood generator stopped keeping its schedule at {last.target_pps:.0f} pps "
+                      f"(delivered {last.achieved_pps:.0f}) before the receiver held the regime: "
+                      f"{last.regime.why}")
+    return None, f"no rate up to {last.target_pps:.0f} pps held the regime for {CONFIRM} steps: {last.regime.why}"
+
+
+def should_stop(steps: list[Step]) -> bool:
+    """The ramp ends once a point is found, the sender falls behind, or a stage before the target drops."""
+    last = steps[-1]
+    if choose(steps)[0] is not None or not last.sender_kept_up:
+        return True
+    # a stage before the target dropping in two steps running (one may be a host hiccup): higher
+    # rates only move the queue further out of the guest
+    return len(steps) >= 2 and not (steps[-1].regime.headroom or steps[-2].regime.headroom)
+
+
+@contextmanager
+def _busy(deployment, mix: Mix):
+    """The mix's CPU-bound containers, running for the whole ramp."""
+    for hog in mix.hogs:
+        deployment.container(hog.container).spawn(hog.start_command(), log=f"/tmp/hog-{hog.name}.log")
+    try:
+        yield
+    finally:
+        for hog in mix.hogs:
+            deployment.container(hog.container).exec(hog.stop_command())
+
+
+def _step(deployment, mix: Mix, rate: float) -> Step:
+    loaded = mix.with_flood_rate(rate)
+    with StageWatch(deployment, receivers(deployment, loaded)) as watch:
+        with ExitStack() as stack:
+            floods = [stack.enter_context(HostFlood(deployment, spec)) for spec in loaded.floods]
+            time.sleep(STEP_SETTLE)
+            watch.mark_window()
+            time.sleep(STEP_WINDOW)
+            watch.mark_window()
+    reports = [f.report for f in floods]
+    achieved = sum(r.achieved_pps for r in reports)
+    regime = regime_of(loaded, watch.result, deployment.topology)
+    return Step(rate, achieved, sum(r.late_batches for r in reports), regime)
+
+
+def host_facts(accel) -> dict:
+    """What the rate depends on besides the guest: the accelerator, vhost, the host's cores and load."""
+    facts = {"cpus": os.cpu_count(), "loadavg": round(os.getloadavg()[0], 2)}
+    if accel is not None:
+        facts |= {"accel": accel.accel, "vhost": accel.vhost}
+    return facts
+
+
+def calibrate(deployment, mix: Mix, accel=None) -> Calibration:
+    """Ramp the mix's "auto" floods on a booted deployment and choose its operating point."""
+    if not mix.needs_calibration:
+        raise VerdictError(f"mix {mix.name}: no flood says rate = \"auto\": nothing to calibrate")
+    mix.validate(deployment.topology)
+    prepare(deployment, mix.with_flood_rate(START_PPS))
+    start = time.monotonic()
+    steps: list[Step] = []
+    with _busy(deployment, mix):
+        rate = START_PPS
+        for _ in range(MAX_STEPS):
+            step = _step(deployment, mix, rate)
+            steps.append(step)
+            console.print(f"calibrate {mix.name}: {rate:.0f} pps offered, {step.achieved_pps:.0f} sent: "
+                          f"{step.regime.why}")
+            if should_stop(steps):
+                break
+            rate *= GROWTH
+    chosen, why = choose(steps)
+    ceiling = next((s.target_pps for s in steps if not s.sender_kept_up), None)
+    return Calibration(mix.name, chosen, why, steps, ceiling, host_facts(accel), time.monotonic() - start)
+
+
+def calibrated(mix: Mix, calibration: Calibration) -> Mix:
+    """The mix at the calibrated rate; VerdictError naming why when the regime was not reached."""
+    if calibration.rate is None:
+        raise VerdictError(f"mix {mix.name}: this host could not be brought into the regime: {calibration.why}")
+    return mix.with_flood_rate(calibration.rate)

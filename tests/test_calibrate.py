@@ -1,0 +1,73 @@
+"""The calibration's rules on made-up ramps: which rate it chooses, when it stops, what it says."""
+
+from __future__ import annotations
+
+import pytest
+
+from testbed import calibrate
+from testbed import mix as mix_mod
+from testbed.calibrate import CONFIRM, MARGIN, Calibration, Step, calibrated, choose, should_stop
+from testbed.errors import ConfigError, VerdictError
+from testbed.regime import Regime
+
+
+def step(rate: float, valid: bool, *, sent: float | None = None, headroom: bool = True, occupancy: float = 0.0):
+    regime = Regime(required=True, valid=valid, why=f"server: {'standing' if valid else 'invalid'} at {rate}",
+                    standing=valid or not headroom, headroom=headroom, occupancy=occupancy)
+    return Step(rate, rate if sent is None else sent, 0, regime)
+
+
+def test_the_first_confirmed_rate_times_the_margin_is_chosen():
+    steps = [step(2000, False), step(3000, True, occupancy=0.8), step(4500, True, occupancy=0.9)]
+    rate, why = choose(steps)
+    assert CONFIRM == 2 and rate == pytest.approx(3000 * MARGIN)
+    assert "held from 3000 pps for 2 steps" in why and should_stop(steps)
+
+
+def test_a_rate_that_held_once_then_escaped_is_not_an_operating_point():
+    steps = [step(2000, True), step(3000, False), step(4500, True)]
+    assert choose(steps)[0] is None and not should_stop(steps)
+
+
+def test_the_sender_falling_behind_ends_the_ramp_and_is_the_reason():
+    steps = [step(2000, False), step(3000, False, sent=2000)]
+    rate, why = choose(steps)
+    assert rate is None and should_stop(steps)
+    assert "flood generator stopped keeping its schedule at 3000 pps (delivered 2000)" in why
+
+
+def test_a_valid_step_whose_sender_fell_behind_does_not_count():
+    steps = [step(2000, True, sent=1000), step(3000, True)]
+    assert choose(steps)[0] is None
+
+
+def test_two_steps_without_headroom_end_the_ramp():
+    steps = [step(2000, False), step(3000, False, headroom=False)]
+    assert not should_stop(steps)
+    steps.append(step(4500, False, headroom=False))
+    assert should_stop(steps) and choose(steps)[0] is None
+
+
+def test_calibrated_sets_the_auto_flood_and_refuses_an_unreached_regime():
+    mix = mix_mod.load("overlay-flood")
+    assert mix.needs_calibration
+    done = calibrated(mix, Calibration(mix.name, 24000.0, "held"))
+    assert not done.needs_calibration and done.floods[0].rate == 24000.0
+    with pytest.raises(VerdictError, match="could not be brought into the regime: ramp ended"):
+        calibrated(mix, Calibration(mix.name, None, "ramp ended"))
+
+
+def test_a_flood_rate_is_a_number_or_auto():
+    base = {"name": "m", "topology": "two-vm",
+            "flow": [{"name": "p", "kind": "probe", "dst": "s1"}, {"name": "f", "kind": "flood", "dst": "s2"}]}
+    base["flow"][1]["rate"] = "fast"
+    with pytest.raises(ConfigError, match='rate \'fast\' must be a number of packets/s or "auto"'):
+        mix_mod.from_dict(base, "x.toml")
+    base["flow"][1]["rate"] = 5000
+    assert not mix_mod.from_dict(base, "x.toml").needs_calibration
+
+
+def test_calibration_record_names_its_constants_and_steps():
+    c = Calibration("m", 3600.0, "held", [step(3000, True)], None, {"accel": "tcg", "cpus": 2})
+    d = c.to_dict()
+    assert d["rate"] == 3600 and d["constants"]["margin"] == calibrate.MARGIN and d["steps"][0]["target_pps"] == 3000
