@@ -1,14 +1,20 @@
-"""The main job: one mix, unloaded and loaded, on vanilla and on PRISM in each mode.
+"""The main job: one mix on vanilla and on PRISM's settings, over interleaved rounds.
 
-Each kernel gets one deployment of the mix's topology; every condition on
-it (vanilla as is; prism off, pseudo-sync, sync, with and without split) runs
-the unloaded twin and the loaded mix, and each run becomes a JSON record.
-The report (table, comparisons, CDF plot, markdown) is made from those
-records alone, exactly as `prism-testbed report DIR` would make it later.
+Each kernel gets one deployment of the mix's topology. A mix whose flood
+says rate = "auto" is calibrated once, on the first boot, and every loaded
+run of every kernel offers that same rate (testbed.calibrate). On each boot,
+every condition (vanilla as is; PRISM off, pseudo-sync, sync, ...) runs its
+unloaded twin once, then the loaded mix once per round, the conditions in
+turn, so drift on the host hits them alike. A loaded run that did not hold
+the regime (testbed.regime) is recorded as invalid and run again, at most
+`retries` times; the verdicts count valid rounds only (testbed.rounds).
+Every run becomes a JSON record; the report and verdict.json are made from
+those records alone, exactly as `prism-testbed report DIR` would.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -16,15 +22,19 @@ from pathlib import Path
 
 from . import accel as accel_mod
 from . import mix as mix_mod
-from . import prism_knobs, report
+from . import prism_knobs, regime_report, report
 from . import topology as topology_mod
+from .calibrate import Calibration, calibrate, calibrated, host_facts
 from .deployment import Deployment
+from .errors import ConfigError
 from .image import build_image, load_spec
 from .kernel import obtain
 from .progress import console
 from .traffic import run_mix
 
-DEFAULT_SETTINGS = ("pseudo-sync", "sync", "sync+split")
+DEFAULT_SETTINGS = ("off", "pseudo-sync", "sync")
+DEFAULT_ROUNDS = 5
+DEFAULT_RETRIES = 2
 
 
 @dataclass
@@ -35,7 +45,20 @@ class ExperimentPlan:
     accel: str = "auto"
     source: str | None = None
     results: Path = Path("results")
-    repeat: int = 1
+    rounds: int = DEFAULT_ROUNDS
+    retries: int = DEFAULT_RETRIES  # extra tries of a loaded run that missed the regime
+
+    def check(self) -> None:
+        """ConfigError naming the bad input, before anything is built or booted."""
+        if not 1 <= self.rounds <= 100:
+            raise ConfigError(f"experiment: --rounds {self.rounds} must be 1-100")
+        if not 0 <= self.retries <= 10:
+            raise ConfigError(f"experiment: --retries {self.retries} must be 0-10")
+        for text in self.prism_settings:
+            try:
+                prism_knobs.parse_setting(text)
+            except ValueError as exc:
+                raise ConfigError(f"experiment: --prism {text}: {exc}") from None
 
 
 @dataclass
@@ -43,16 +66,21 @@ class ExperimentResult:
     directory: Path
     records: list[dict] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    calibration: Calibration | None = None
+    host: dict = field(default_factory=dict)
+    rounds: int = 0
 
 
 def run_experiment(plan: ExperimentPlan) -> ExperimentResult:
+    plan.check()
     mix = mix_mod.load(plan.mix)
     topo = topology_mod.load(mix.topology)
     mix.validate(topo)
     settings = [prism_knobs.parse_setting(s) for s in plan.prism_settings]
     directory = plan.results / f"experiment-{time.strftime('%Y%m%d-%H%M%S')}"
-    out = ExperimentResult(directory)
+    out = ExperimentResult(directory, rounds=plan.rounds)
     image = build_image(load_spec())
+    loaded = mix
     for selector in plan.kernels:
         kernel = obtain(selector, None, plan.source)
         choice = accel_mod.choose(plan.accel, kernel.bzimage)
@@ -62,29 +90,76 @@ def run_experiment(plan: ExperimentPlan) -> ExperimentResult:
                 conditions = [(s.label, s) for s in settings]
             elif kernel.variant != report.BASELINE:
                 out.notes.append(f"kernel {selector} ({kernel.release}) has no PRISM sysctls: measured as is")
-            for label, setting in conditions:
-                if setting is not None:
-                    prism_knobs.apply(deployment, setting, mix)
-                for attempt in range(plan.repeat):
-                    for m in (mix.without_bulk(), mix):
-                        console.print(f"[bold]{label}[/] {m.name} (run {attempt + 1}/{plan.repeat})")
-                        run = run_mix(deployment, m)
-                        record = report.run_record(run, kernel=kernel, accel=choice, topology=topo,
-                                                   case="experiment", label=label)
-                        stem = f"{label}-{m.name}-{attempt + 1}"
-                        record["_path"] = str(report.write_record(record, directory / "runs", stem))
-                        out.records.append(record)
-                        if run.validity():
-                            out.notes.append(f"{label} {m.name}: {run.validity()}")
+            if mix.needs_calibration and out.calibration is None:
+                out.host = host_facts(choice)
+                if conditions[0][1] is not None:  # a PRISM kernel calibrates as it measures off: untouched
+                    prism_knobs.apply(deployment, prism_knobs.PrismSetting("off"), mix)
+                out.calibration = calibrate(deployment, mix, choice)
+                _write_json(directory / "calibration.json", out.calibration.to_dict())
+                if not out.calibration.reached:
+                    out.notes.append(f"this host could not be brought into the regime: {out.calibration.why}")
+                    return out
+                loaded = calibrated(mix, out.calibration)
+            _run_conditions(plan, deployment, kernel, choice, topo, conditions, loaded, out)
     return out
 
 
+def _run_conditions(plan, deployment, kernel, choice, topo, conditions, loaded: mix_mod.Mix,
+                    out: ExperimentResult) -> None:
+    """Each condition's unloaded twin once, then the loaded mix round by round, conditions in turn."""
+    def record(run, label: str, round_no: int, attempt: int) -> dict:
+        rec = report.run_record(run, kernel=kernel, accel=choice, topology=topo, case="experiment", label=label)
+        rec["round"], rec["attempt"] = round_no, attempt
+        rec["calibration"] = out.calibration.to_dict() if out.calibration else None
+        stem = f"{label}-{run.mix.name}-r{round_no}-a{attempt}"
+        rec["_path"] = str(report.write_record(rec, out.directory / "runs", stem))
+        out.records.append(rec)
+        return rec
+
+    for label, setting in conditions:
+        if setting is not None:
+            prism_knobs.apply(deployment, setting, loaded)
+        console.print(f"[bold]{label}[/] {loaded.name} unloaded")
+        record(run_mix(deployment, loaded.without_bulk()), label, 1, 1)
+    for round_no in range(1, plan.rounds + 1):
+        for label, setting in conditions:
+            if setting is not None:
+                prism_knobs.apply(deployment, setting, loaded)
+            for attempt in range(1, plan.retries + 2):
+                console.print(f"[bold]{label}[/] {loaded.name} round {round_no}/{plan.rounds}"
+                              + (f" (try {attempt})" if attempt > 1 else ""))
+                run = run_mix(deployment, loaded)
+                record(run, label, round_no, attempt)
+                if run.validity() is None:
+                    break
+                out.notes.append(f"{label} round {round_no} try {attempt}: {run.validity()}")
+
+
+def _write_json(path: Path, data: dict) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=1) + "\n")
+    tmp.replace(path)
+    return path
+
+
 def publish(result: ExperimentResult) -> None:
-    """Table, comparisons, plot and markdown for an experiment's records."""
+    """Tables, comparisons, verdicts, plot and markdown for an experiment's records."""
+    if not result.records:
+        if result.calibration is not None:  # the host was not brought into the regime: the ramp says why
+            for table in report.calibration_tables(result.calibration.to_dict()):
+                console.print(table)
+        for note in result.notes:
+            console.print(f"[yellow]note:[/] {note}")
+        return
     for table in report.rich_tables(result.records):
         console.print(table)
+    verdict_path = regime_report.write_verdicts(
+        result.records, result.directory / "verdict.json", host=result.host, rounds_run=result.rounds,
+        calibration=result.calibration.to_dict() if result.calibration else None)
     plot = report.cdf_plot(result.records, result.directory / "cdf.png", title="probe RTT: prism vs vanilla")
     (result.directory / "report.md").write_text(report.markdown(result.records))
     for note in result.notes:
         console.print(f"[yellow]note:[/] {note}")
-    console.print(f"records: {result.directory / 'runs'}  plot: {plot}  markdown: {result.directory / 'report.md'}")
+    console.print(f"records: {result.directory / 'runs'}  verdict: {verdict_path}  plot: {plot}  "
+                  f"markdown: {result.directory / 'report.md'}")

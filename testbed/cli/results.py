@@ -7,14 +7,14 @@ import sys
 from pathlib import Path
 
 from .. import report
-from ..experiment import ExperimentPlan, publish, run_experiment
+from ..experiment import DEFAULT_RETRIES, DEFAULT_ROUNDS, DEFAULT_SETTINGS, ExperimentPlan, publish, run_experiment
 from ..progress import console
 
 
 def cmd_experiment(args: argparse.Namespace) -> int:
     """The main job: the mix unloaded and loaded on each kernel (and PRISM mode), then the report."""
     plan = ExperimentPlan(kernels=args.kernels, mix=args.mix, prism_settings=args.prism, accel=args.accel,
-                          source=args.source, results=args.results, repeat=args.repeat)
+                          source=args.source, results=args.results, rounds=args.rounds, retries=args.retries)
     result = run_experiment(plan)
     publish(result)
     return 0
@@ -38,9 +38,12 @@ def add_parsers(sub) -> None:
     exp = sub.add_parser("experiment", help="the main job: prism vs vanilla")
     exp.add_argument("--kernels", nargs="+", default=["vanilla", "prism"])
     exp.add_argument("--mix", default="overlay-flood", help="mix from cases/mixes/ or a path")
-    exp.add_argument("--prism", nargs="+", default=["pseudo-sync", "sync", "sync+split"], metavar="MODE[+split]",
+    exp.add_argument("--prism", nargs="+", default=list(DEFAULT_SETTINGS), metavar="MODE[+split]",
                      help="PRISM settings to measure on PRISM kernels")
-    exp.add_argument("--repeat", type=int, default=1, help="runs per condition")
+    exp.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS,
+                     help="loaded runs per condition, the conditions interleaved in each round")
+    exp.add_argument("--retries", type=int, default=DEFAULT_RETRIES,
+                     help="extra tries of a loaded run that did not hold the regime")
     exp.add_argument("--source")
     exp.add_argument("--accel", default="auto", choices=("auto", "kvm", "tcg"))
     exp.add_argument("--results", type=Path, default=Path("results"))
