@@ -8,7 +8,9 @@ to build a frame per probe and still keep a schedule. Replies are read from
 a second packet socket on the traffic port with the kernel's receive
 timestamp (SO_TIMESTAMPNS), not with Python's clock after the fact; the send
 time is taken just before the send call, and how late each probe left
-against its schedule is recorded too.
+against its schedule is recorded too. A UDP reply also carries the
+reflector's stamps on the guest's clock (testbed.probe), which each record
+keeps for testbed.breakdown.
 """
 
 from __future__ import annotations
@@ -83,6 +85,24 @@ class ProbeRun:
 
     def results(self) -> RunResults:
         return RunResults.from_records(self.records)
+
+
+@dataclass
+class Reply:
+    """The first reply to one probe (its host receive time and what it decoded to), and how many came."""
+
+    rx_ns: int
+    decoded: probe.Probe
+    copies: int = 1
+
+
+def record_of(name: str, seq: int, sent_ns: int, reply: Reply | None) -> ProbeRecord:
+    """The record of one probe sent at sent_ns; the guest's stamps are None where the reply had 0."""
+    if reply is None:
+        return ProbeRecord(name, seq, sent_ns, None, True, True)
+    got = reply.decoded
+    return ProbeRecord(name, seq, sent_ns, reply.rx_ns, got.length_ok, got.crc_ok, reply.copies - 1,
+                       got.guest_rx_ns or None, got.guest_read_ns or None, got.guest_send_ns or None)
 
 
 def probe_template(deployment, flow: ProbeFlow) -> bytes:
@@ -200,7 +220,7 @@ class HostProber:
         templates = {f.flow_id: probe_template(self.deployment, f) for f in packet_flows}
         schedule = sorted((f.start + i / f.rate, f.flow_id, i) for f in packet_flows for i in range(f.count))
         sent: dict[tuple[int, int], int] = {}
-        received: dict[tuple[int, int], tuple[int, bool, bool, int]] = {}
+        received: dict[tuple[int, int], Reply] = {}
         lateness: dict[str, list[int]] = {f.name: [] for f in self.flows}
         tx, rx, sinks = self._sockets()
         stop = threading.Event()
@@ -243,15 +263,8 @@ class HostProber:
                 thread.join()
             for s in (tx, rx, *sinks, *tcp_sockets):
                 s.close()
-        records = []
-        for (flow_id, seq), sent_ns in sorted(sent.items()):
-            got = received.get((flow_id, seq))
-            name = self._by_id[flow_id].name
-            if got is None:
-                records.append(ProbeRecord(name, seq, sent_ns, None, True, True))
-            else:
-                rx_ns, length_ok, crc_ok, copies = got
-                records.append(ProbeRecord(name, seq, sent_ns, rx_ns, length_ok, crc_ok, copies - 1))
+        records = [record_of(self._by_id[flow_id].name, seq, sent_ns, received.get((flow_id, seq)))
+                   for (flow_id, seq), sent_ns in sorted(sent.items())]
         for name, result in tcp_results.items():
             records.extend(result.records)
             lateness[name] = result.lateness_ns
@@ -302,7 +315,6 @@ class HostProber:
             elif got.flow not in self._by_id:
                 foreign[0] += 1
             elif key in received:
-                first = received[key]
-                received[key] = (first[0], first[1], first[2], first[3] + 1)
+                received[key].copies += 1
             else:
-                received[key] = (rx_ns, got.length_ok, got.crc_ok, 1)
+                received[key] = Reply(rx_ns, got)

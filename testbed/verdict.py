@@ -46,6 +46,12 @@ class ProbeRecord:
     sender's clock, so RTT = received_ns - sent_ns. Further copies are only
     counted, in duplicate_count. length_ok and crc_ok describe the first copy
     and mean nothing for a lost probe.
+
+    guest_*_ns are the stamps a UDP reflector wrote into the first copy, on
+    the guest's clock (not the sender's): the kernel's receive stamp of the
+    probe on the reflector's socket, when the reflector read it and when it
+    sent the reply; None where the reply carried none (ICMP, TCP, an old
+    reflector, a lost probe). testbed.breakdown splits the RTT with them.
     """
 
     flow: str
@@ -55,6 +61,9 @@ class ProbeRecord:
     length_ok: bool
     crc_ok: bool
     duplicate_count: int = 0
+    guest_rx_ns: int | None = None
+    guest_read_ns: int | None = None
+    guest_send_ns: int | None = None
 
     @property
     def corrupted(self) -> bool:

@@ -15,6 +15,8 @@ def test_round_trip(size):
     got = probe.decode(payload)
     assert (got.flow, got.seq, got.sent_ns, got.length) == (7, 123456, 1_700_000_000_123_456_789, size)
     assert got.intact
+    assert (got.guest_rx_ns, got.guest_read_ns, got.guest_send_ns) == (0, 0, 0)
+    assert payload[probe.STAMPS_OFFSET:probe.FILLER_OFFSET] == bytes(24)  # the sender writes zeros
 
 
 def test_stamp_sets_the_time_and_keeps_the_crc_right():
@@ -23,12 +25,32 @@ def test_stamp_sets_the_time_and_keeps_the_crc_right():
     assert got.sent_ns == 42 and got.intact
 
 
-@pytest.mark.parametrize("offset", [0 + 6, 10, 30, 99 - 4, 99])
+# every byte the sender wrote: header, the reserved bytes, filler, the CRC itself
+@pytest.mark.parametrize("offset", [0 + 6, 10, 19, 22, 23, 48, 60, 99 - 4, 99])
 def test_any_flipped_byte_is_caught(offset):
-    payload = bytearray(probe.encode(3, 9, 1000, 100))
+    payload = bytearray(probe.fill_stamps(probe.encode(3, 9, 1000, 100), 5, 6, 7))
     payload[offset] ^= 0x01
     got = probe.decode(bytes(payload))
     assert got.length_ok and not got.crc_ok
+
+
+def test_stamps_the_reflector_writes_leave_the_crc_alone_and_decode():
+    payload = probe.fill_stamps(probe.encode(3, 9, 1000, 64), 1_700_000_000_000_000_001, 1_700_000_000_000_000_002,
+                                1_700_000_000_000_000_003)
+    got = probe.decode(payload)
+    assert got.intact and (got.flow, got.seq, got.sent_ns) == (3, 9, 1000)
+    assert (got.guest_rx_ns, got.guest_read_ns, got.guest_send_ns) == (1_700_000_000_000_000_001,
+                                                                      1_700_000_000_000_000_002,
+                                                                      1_700_000_000_000_000_003)
+    # the stamp block sits at a fixed place between header and filler, in network byte order
+    assert payload[probe.STAMPS_OFFSET:probe.STAMPS_OFFSET + 8] == (1_700_000_000_000_000_001).to_bytes(8, "big")
+    assert probe.STAMPS_OFFSET == probe.HEADER_SIZE == 24 and probe.FILLER_OFFSET == 48
+
+
+def test_minimum_size_leaves_room_for_the_smallest_probes_shipped():
+    # the mixes and cases send 64-byte probes and up; the payload needs header, stamps and CRC
+    assert probe.MIN_SIZE == 52 <= 64
+    assert probe.decode(probe.encode(1, 1, 0, probe.MIN_SIZE)).intact
 
 
 def test_truncated_and_padded_payloads_fail_the_length_check():
@@ -40,7 +62,7 @@ def test_truncated_and_padded_payloads_fail_the_length_check():
 
 def test_filler_differs_between_probes():
     a, b = probe.encode(1, 1, 0, 200), probe.encode(1, 2, 0, 200)
-    assert a[probe.HEADER_SIZE:-4] != b[probe.HEADER_SIZE:-4]
+    assert a[probe.FILLER_OFFSET:-4] != b[probe.FILLER_OFFSET:-4]
 
 
 @pytest.mark.parametrize("junk", [b"", b"PRS", b"XXXX" + bytes(40)])
@@ -49,10 +71,11 @@ def test_not_a_probe(junk):
         probe.decode(junk)
 
 
-def test_unknown_version_is_refused():
+@pytest.mark.parametrize("version", [1, 9])
+def test_unknown_version_is_refused(version):
     payload = bytearray(probe.encode(1, 1, 0, 64))
-    payload[4] = 9
-    with pytest.raises(VerdictError, match="version 9"):
+    payload[4] = version  # 1: the layout before the stamp block
+    with pytest.raises(VerdictError, match=f"version {version}, expected 2"):
         probe.decode(bytes(payload))
 
 

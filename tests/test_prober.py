@@ -109,3 +109,45 @@ def test_parse_reply_handles_inner_ipv6_udp_and_echo_reply():
         frame = bytes(Ether() / IP(src="192.168.77.12", dst="192.168.77.2") / UDP(sport=5, dport=4789) / VXLAN(vni=42)
                       / Ether() / IPv6(src="fd00:0:0:2a::15", dst="fd00:0:0:2a::1") / l4 / Raw(payload))
         assert parse_reply(frame) == payload
+
+
+def test_record_of_keeps_the_guest_stamps_and_none_where_the_reply_had_none():
+    from testbed.prober import Reply, record_of
+    stamped = probe.decode(probe.fill_stamps(probe.encode(1, 4, 100, 64), 150, 160, 170))
+    r = record_of("p", 4, 100, Reply(rx_ns=300, decoded=stamped, copies=2))
+    assert (r.received_ns, r.duplicate_count, r.length_ok, r.crc_ok) == (300, 1, True, True)
+    assert (r.guest_rx_ns, r.guest_read_ns, r.guest_send_ns) == (150, 160, 170)
+    echoed = record_of("p", 5, 100, Reply(rx_ns=300, decoded=probe.decode(probe.encode(1, 5, 100, 64))))
+    assert (echoed.guest_rx_ns, echoed.guest_read_ns, echoed.guest_send_ns) == (None, None, None)
+    lost = record_of("p", 6, 100, None)
+    assert lost.received_ns is None and lost.guest_rx_ns is None
+
+
+def test_receiver_takes_the_stamps_from_each_reply():
+    import socket
+    import struct
+    import threading
+
+    from testbed.prober import SO_TIMESTAMPNS, HostProber, record_of
+
+    flow = ProbeFlow("p", "s1", flow_id=1)
+    stop = threading.Event()
+    replies = [reply_frame(probe.fill_stamps(probe.encode(1, 0, 100, 200), 150, 160, 170)),
+               reply_frame(probe.fill_stamps(probe.encode(1, 0, 100, 200), 151, 161, 171)),  # a duplicate
+               reply_frame(probe.encode(1, 1, 110, 200))]  # echoed unstamped
+
+    class FakeRx:
+        def recvmsg(self, _size, _ancillary):
+            if not replies:
+                stop.set()
+                raise TimeoutError
+            kernel_stamp = struct.pack("qq", 0, 300)
+            return replies.pop(0), [(socket.SOL_SOCKET, SO_TIMESTAMPNS, kernel_stamp)], 0, ("tp0", 0x800, 0, 1, b"")
+
+    received, foreign = {}, [0]
+    HostProber(None, [flow])._receive(FakeRx(), stop, received, foreign)
+    assert foreign == [0] and set(received) == {(1, 0), (1, 1)}
+    first = record_of("p", 0, 100, received[(1, 0)])
+    assert (first.received_ns, first.duplicate_count) == (300, 1)
+    assert (first.guest_rx_ns, first.guest_read_ns, first.guest_send_ns) == (150, 160, 170)  # the first copy's
+    assert record_of("p", 1, 110, received[(1, 1)]).guest_rx_ns is None
