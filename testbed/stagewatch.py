@@ -244,14 +244,18 @@ def stages_between(before: Snapshot, after: Snapshot, samples: dict[str, Stagemo
         if "eth0" in a.links:
             s.nic_rx = _delta(a.links["eth0"].rx_packets, b.links["eth0"].rx_packets)
             s.nic_dropped = _delta(a.links["eth0"].rx_dropped, b.links["eth0"].rx_dropped)
+        vxlan_dropped: dict[str, int] = {}
+        veth_tx_dropped = 0
         for name, link in a.links.items():
             if name not in b.links:
                 continue
             dropped = _delta(link.rx_dropped, b.links[name].rx_dropped)
             if name in vxlans:
-                s.gro_cells_dropped[name] = dropped
+                vxlan_dropped[name] = dropped
             elif name.startswith("v-"):
-                s.veth_dropped[name] = dropped + _delta(link.tx_dropped, b.links[name].tx_dropped)
+                tx_dropped = _delta(link.tx_dropped, b.links[name].tx_dropped)
+                veth_tx_dropped += tx_dropped
+                s.veth_dropped[name] = dropped + tx_dropped
         before_rows = {r.cpu: r for r in b.softnet}
         totals = dict.fromkeys(("processed", "dropped", "time_squeeze", "received_rps", "flow_limit"), 0)
         for row in a.softnet:
@@ -259,6 +263,7 @@ def stages_between(before: Snapshot, after: Snapshot, samples: dict[str, Stagemo
             for key in totals:
                 totals[key] += getattr(row, key) - (getattr(prev, key) if prev else 0)
         s.softnet = totals
+        s.gro_cells_dropped = gro_cells_drops(vxlan_dropped, totals["dropped"], veth_tx_dropped)
         for name, counters in a.snmp.items():
             prev = b.snmp.get(name, {})
             s.sockets[name] = {k: counters[k] - prev.get(k, 0) for k in ("InDatagrams", "RcvbufErrors", "InErrors")
@@ -271,6 +276,27 @@ def stages_between(before: Snapshot, after: Snapshot, samples: dict[str, Stagemo
         pa, pb = parse_prism_stat(a.prism_stat), parse_prism_stat(b.prism_stat)
         s.prism_stat = {k: v - pb.get(k, 0) for k, v in pa.items()}
         out[vm] = s
+    return out
+
+
+def gro_cells_drops(vxlan_rx_dropped: dict[str, int], backlog_dropped: int, veth_tx_dropped: int) -> dict[str, int]:
+    """What the VXLAN devices' gro_cells queues dropped, apart from the backlog's drops charged to them.
+
+    A VXLAN device's rx_dropped counts its gro_cells overflows, and also
+    every packet that RPS then failed to put in a full backlog:
+    enqueue_to_backlog() charges its drop to skb->dev, which is the VXLAN
+    device on that hop (net/core/dev.c, 6.1). The backlog's other hop, a
+    veth's netif_rx(), is charged to the veth (its tx_dropped). So the
+    backlog drops less the veths' are the VXLAN hop's, and the rest of the
+    device's drops are gro_cells'. Without this, a full backlog on the RPS
+    CPU reads as a NIC CPU that cannot keep up.
+    """
+    first_hop = max(0, backlog_dropped - veth_tx_dropped)
+    out = {}
+    for name, dropped in sorted(vxlan_rx_dropped.items()):
+        charged = min(dropped, first_hop)
+        first_hop -= charged
+        out[name] = dropped - charged
     return out
 
 

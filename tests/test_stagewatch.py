@@ -61,10 +61,11 @@ def test_stages_between_takes_deltas_per_stage():
     mon = Stagemon([BacklogSample(1, 10, 900, 300.0, 9)], [WindowBacklog(1, 10, 900, 300.0, 9, 800, 9, 5000, 10**6)])
     s = stages_between(before, after, {"server": mon}, topo, {"server": 100})["server"]
     assert (s.tap_to_guest, s.tap_dropped, s.nic_rx) == (60000, 0, 60000)
-    assert s.gro_cells_dropped == {"vx42": 300} and s.softnet["dropped"] == 800 and s.softnet["time_squeeze"] == 9
+    # all 300 of vx42's drops were the backlog refusing RPS's hop (800 backlog drops, none at a veth)
+    assert s.gro_cells_dropped == {"vx42": 0} and s.softnet["dropped"] == 800 and s.softnet["time_squeeze"] == 9
     assert s.sockets["s1"]["RcvbufErrors"] == 40
     assert s.peak_backlog == 900 and s.queued_in_guest and s.level == 100
-    assert s.guest_drops == 300 + 800 + 40
+    assert s.guest_drops == 800 + 40
     assert "cpu1 backlog >= 100 in 90% of the window" in s.where() and "tap 0" in s.where()
     assert s.to_dict()["queued_in_guest"] is True
 
@@ -109,3 +110,11 @@ def test_softirq_share_per_cpu():
     s = stages_between(b, a, {}, topo)["server"]
     assert s.softirq_share == {0: 0.7, 1: 0.0}
     assert s.busy_share == {0: 0.9, 1: 0.0}
+
+
+def test_backlog_drops_charged_to_the_vxlan_device_are_not_gro_cells_drops():
+    from testbed.stagewatch import gro_cells_drops
+    # 1000 backlog drops: 400 at the veth hop (veth tx_dropped), so 600 at the VXLAN hop, charged to vx42
+    assert gro_cells_drops({"vx42": 700}, backlog_dropped=1000, veth_tx_dropped=400) == {"vx42": 100}
+    assert gro_cells_drops({"vx42": 50}, backlog_dropped=1000, veth_tx_dropped=0) == {"vx42": 0}
+    assert gro_cells_drops({"vx42": 50}, backlog_dropped=0, veth_tx_dropped=0) == {"vx42": 50}
