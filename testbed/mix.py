@@ -37,7 +37,8 @@ _PROBE = {"name", "kind", "class", "dst", "protocol", "ip", "dport", "dscp", "si
 _FLOOD = {"name", "kind", "class", "dst", "dport", "dscp", "size", "rate", "flows"}
 _IPERF = {"name", "kind", "class", "src", "dst", "protocol", "rate", "size", "port", "streams", "dscp"}
 _HOG = {"name", "kind", "class", "container", "cpus", "loops"}
-_TUNING = {"rps", "irq", "sysctl", "reflector-cpus", "sink-cpus"}
+_TUNING = {"rps", "irq", "sysctl", "reflector-cpus", "sink-cpus", "ingress-rules"}
+MAX_INGRESS_RULES = 20000
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,9 @@ class Tuning:
     # migrates sends a flow's replies through two CPUs' backlogs and TX queues, which reorders them.
     reflector_cpus: tuple[int, ...] = ()
     sink_cpus: tuple[int, ...] = ()  # CPUs the VM's flood sinks (bulk receivers) are pinned to
+    # container -> how many tc rules that match nothing to put on its eth0's ingress: the per-packet
+    # policy cost a network-policy agent adds, paid in softirq on the CPU that receives the traffic
+    ingress_rules: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -166,6 +170,14 @@ class Mix:
             for device in tuning.irq:
                 if not re.fullmatch(r"eth\d+", device):
                     raise ConfigError(f"{where}: [tuning.{vm_name}] irq: {device!r} is not a guest NIC (ethN)")
+            on_vm = {c.name for c in vms[vm_name].containers}
+            for container, rules in tuning.ingress_rules.items():
+                if container not in on_vm:
+                    raise ConfigError(f"{where}: [tuning.{vm_name}] ingress-rules: no container {container!r} on vm "
+                                      f"{vm_name}")
+                if not 1 <= rules <= MAX_INGRESS_RULES:
+                    raise ConfigError(f"{where}: [tuning.{vm_name}] ingress-rules {container}: {rules} must be "
+                                      f"1-{MAX_INGRESS_RULES}")
         return self
 
 
@@ -251,8 +263,11 @@ def from_dict(data: dict, origin: str) -> Mix:
         sysctl = {k: str(v) for k, v in as_table(t.get("sysctl", {}), f"{where} sysctl").items()}
         pins = {key: _cpus(typed(t, key, list, where, []), f"{where}: {key}")
                 for key in ("reflector-cpus", "sink-cpus")}
+        rules = as_table(t.get("ingress-rules", {}), f"{where} ingress-rules")
+        if not all(isinstance(n, int) and not isinstance(n, bool) for n in rules.values()):
+            raise ConfigError(f"{where}: ingress-rules must map container names to rule counts")
         tuning[vm_name] = Tuning(rps=rps, irq=irq, sysctl=sysctl, reflector_cpus=pins["reflector-cpus"],
-                                 sink_cpus=pins["sink-cpus"])
+                                 sink_cpus=pins["sink-cpus"], ingress_rules=dict(rules))
     if not probes:
         raise ConfigError(f"{origin}: a mix needs at least one probe flow")
     return Mix(name=typed(data, "name", str, origin), topology=typed(data, "topology", str, origin),

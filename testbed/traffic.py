@@ -96,6 +96,10 @@ def prepare(deployment, mix: Mix) -> None:
                 done.add(("irq", vm_name, device, cpus))
         for key, value in tuning.sysctl.items():
             vm.run(["sysctl", "-q", "-w", f"{key}={value}"], check=True)
+        for container, rules in tuning.ingress_rules.items():
+            if ("rules", container, rules) not in done:
+                install_ingress_rules(deployment, container, rules)
+                done.add(("rules", container, rules))
     def pin(container: str, sink: bool = False) -> str:
         vm = next(vm.name for vm, c in t.containers() if c.name == container)
         tuning = mix.tuning.get(vm)
@@ -109,6 +113,34 @@ def prepare(deployment, mix: Mix) -> None:
         if (container, command) not in done:
             deployment.container(container).spawn(command, log=f"/tmp/prism-reflector-{port}.log")
             done.add((container, command))
+
+
+INGRESS_RULE_PORT = 30000  # the rules match UDP ports from here up, which no flow of a mix uses
+
+
+def ingress_rules_batch(rules: int) -> str:
+    """`tc -batch` input: an ingress qdisc on eth0 and `rules` u32 rules, none of which matches a mix's traffic.
+
+    Each packet is compared with every rule before it is let through, as a
+    policy agent's per-packet rules are, so the cost is paid in softirq on the
+    CPU that receives the container's traffic.
+    """
+    lines = ["qdisc replace dev eth0 ingress"]
+    lines += [f"filter add dev eth0 parent ffff: prio 1 protocol ip u32 match ip dport {INGRESS_RULE_PORT + i} 0xffff"
+              " action drop" for i in range(rules)]
+    return "\n".join(lines) + "\n"
+
+
+def install_ingress_rules(deployment, container: str, rules: int) -> None:
+    """Put the rules on the container's eth0 (from its VM, in its network namespace) and check they are all there."""
+    handle = deployment.container(container)
+    vm, pid, path = handle.machine, handle.pid(), f"/tmp/ingress-rules-{container}.tc"
+    vm.run(f"cat > {path}", input=ingress_rules_batch(rules).encode(), check=True)
+    out = vm.run(f"nsenter -t {pid} -n tc qdisc del dev eth0 ingress 2>/dev/null; nsenter -t {pid} -n tc -batch {path}"
+                 f" && nsenter -t {pid} -n tc filter show dev eth0 ingress | grep -c '^filter.*key ht'",
+                 timeout=300, check=True).stdout.strip()
+    if out != str(rules):
+        raise VerdictError(f"container {container}: {rules} ingress rules asked for, {out or 'none'} installed")
 
 
 def _start_iperf3(deployment, mix: Mix, seconds: float) -> None:
