@@ -14,7 +14,6 @@ those records alone, exactly as `prism-testbed report DIR` would.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -95,7 +94,7 @@ def run_experiment(plan: ExperimentPlan) -> ExperimentResult:
                 if conditions[0][1] is not None:  # a PRISM kernel calibrates as it measures off: untouched
                     prism_knobs.apply(deployment, prism_knobs.PrismSetting("off"), mix)
                 out.calibration = calibrate(deployment, mix, choice)
-                _write_json(directory / "calibration.json", out.calibration.to_dict())
+                report.write_json(directory / "calibration.json", out.calibration.to_dict())
                 if not out.calibration.reached:
                     out.notes.append(f"this host could not be brought into the regime: {out.calibration.why}")
                     return out
@@ -133,14 +132,6 @@ def _run_conditions(plan, deployment, kernel, choice, topo, conditions, loaded: 
                 if run.validity() is None:
                     break
                 out.notes.append(f"{label} round {round_no} try {attempt}: {run.validity()}")
-
-
-def _write_json(path: Path, data: dict) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=1) + "\n")
-    tmp.replace(path)
-    return path
 
 
 def publish(result: ExperimentResult) -> None:

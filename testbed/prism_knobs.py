@@ -32,6 +32,10 @@ class PrismSetting:
     def label(self) -> str:
         return f"prism-{self.mode}{'+split' if self.split else ''}"
 
+    @staticmethod
+    def sysctls_names() -> tuple[str, ...]:
+        return ("net.core.prism_ports", "net.core.prism_dscp", "net.core.prism_split", "net.core.prism_mode")
+
     def sysctls(self, mix: Mix) -> dict[str, str]:
         ports = ",".join(str(p) for p in mix.priority_ports)
         dscp = ",".join(str(d) for d in mix.priority_dscp)
@@ -59,3 +63,18 @@ def apply(deployment, setting: PrismSetting, mix: Mix) -> None:
         for key, value in setting.sysctls(mix).items():
             path = "/proc/sys/" + key.replace(".", "/")
             vm.run(f"echo '{value}' > {path}", check=True)
+
+
+def read(deployment) -> dict[str, dict[str, str]]:
+    """Every VM's PRISM sysctls as they are now, to put back with restore()."""
+    keys = PrismSetting().sysctls_names()
+    return {name: {key: vm.run(f"cat /proc/sys/{key.replace('.', '/')}", check=True).stdout.strip() for key in keys}
+            for name, vm in deployment.machines.items()}
+
+
+def restore(deployment, saved: dict[str, dict[str, str]]) -> None:
+    """Write back what read() saw (the mode last, so the sets are in place when it acts)."""
+    for name, values in saved.items():
+        vm = deployment.vm(name)
+        for key in sorted(values, key=lambda k: k.endswith("prism_mode")):
+            vm.run(f"echo '{values[key]}' > /proc/sys/{key.replace('.', '/')}", check=True)

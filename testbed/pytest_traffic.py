@@ -15,9 +15,12 @@ from pathlib import Path
 import pytest
 
 from . import mix as mix_mod
-from . import report
+from . import prism_knobs, report
+from .calibrate import Calibration, calibrate, calibrated
 from .pytest_plugin import _state
 from .traffic import MixRun, run_mix
+
+_CALIBRATIONS = pytest.StashKey[dict]()
 
 _RECORDS = pytest.StashKey[list]()
 
@@ -32,11 +35,44 @@ class Traffic:
     def mix(self, name: str) -> mix_mod.Mix:
         return mix_mod.load(name).validate(self.deployment.topology)
 
+    def calibration(self, mix: mix_mod.Mix) -> Calibration:
+        """The session's calibration of the mix's load, made on the first deployment that needs it.
+
+        Every kernel then offers the same rate, as the experiment does. A
+        PRISM kernel is calibrated with PRISM off and its settings put back.
+        Variants of one mix (a setting's label, a priority flood) share it:
+        the key is the load, not the name.
+        """
+        cache = self.request.config.stash.setdefault(_CALIBRATIONS, {})
+        key = (self.deployment.topology.name, tuple((f.dst, f.size, f.flows) for f in mix.floods if f.rate is None),
+               tuple((h.container, h.cpus, h.loops) for h in mix.hogs), tuple(sorted(mix.tuning.items(), key=str)))
+        if key not in cache:
+            vm = next(iter(self.deployment.machines.values()))
+            saved = None
+            if prism_knobs.has_prism(vm):
+                saved = prism_knobs.read(self.deployment)
+                prism_knobs.apply(self.deployment, prism_knobs.PrismSetting("off"), mix)
+            try:
+                cache[key] = calibrate(self.deployment, mix, self.accel)
+            finally:
+                if saved is not None:
+                    prism_knobs.restore(self.deployment, saved)
+            report.write_json(self.directory / f"calibration-{mix.name}.json", cache[key].to_dict())
+        return cache[key]
+
     def run(self, mix: mix_mod.Mix) -> MixRun:
+        """Run a mix and record it; an "auto" flood is calibrated first (skip: the host cannot reach the regime)."""
+        cal = None
+        if mix.needs_calibration:
+            cal = self.calibration(mix)
+            if not cal.reached:
+                pytest.skip(f"this host could not be brought into the regime: {cal.why}")
+            mix = calibrated(mix, cal)
         run = run_mix(self.deployment, mix)
         case = self.request.node.nodeid
         record = report.run_record(run, kernel=self.kernel, accel=self.accel, topology=self.deployment.topology,
                                    case=case)
+        record["calibration"] = cal.to_dict() if cal else None
         stem = f"{re.sub(r'[^A-Za-z0-9]+', '_', case.split('::')[-1])}-{self.kernel.variant}-{mix.name}"
         record["_path"] = str(report.write_record(record, self.directory, stem))
         self.request.config.stash.setdefault(_RECORDS, []).append(record)

@@ -90,10 +90,14 @@ def _pct(sorted_values: Sequence[int], p: float) -> float:
 
 def write_record(record: dict, directory: Path, stem: str) -> Path:
     """record as DIR/STEM.json, written whole or not at all."""
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{_safe(stem)}.json"
+    return write_json(directory / f"{_safe(stem)}.json", record)
+
+
+def write_json(path: Path, data: dict) -> Path:
+    """data as JSON at path, written whole or not at all."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(record, indent=1) + "\n")
+    tmp.write_text(json.dumps(data, indent=1) + "\n")
     tmp.replace(path)
     return path
 
