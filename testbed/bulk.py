@@ -80,8 +80,11 @@ class HostFloodSpec:
     dport: int = 9
     flows: int = 4  # distinct inner source ports (RSS spread)
     dscp: int = 0
+    ip: int = 4  # the inner packets' IP version
 
     def __post_init__(self) -> None:
+        if self.ip not in (4, 6):
+            raise ValueError(f"flood {self.name}: ip {self.ip} must be 4 or 6")
         rate_ok = self.rate is None or 0 < self.rate <= 1_000_000
         if not rate_ok or not 1 <= self.flows <= 1024 or not 0 < self.size <= 1400:
             raise ValueError(f"flood {self.name}: rate must be 'auto' or in (0, 1e6] pps, flows 1-1024, "
@@ -117,8 +120,10 @@ class HostFlood:
             raise ValueError(f"flood {spec.name}: rate is 'auto': calibrate the mix first (testbed.calibrate)")
         self.spec = spec
         templates = [frames.template(deployment, frames.FrameSpec(dst=spec.dst, sport=20000 + i, dport=spec.dport,
-                                                                  size=spec.size, dscp=spec.dscp))
+                                                                  size=spec.size, dscp=spec.dscp, ip=spec.ip))
                      for i in range(spec.flows)]
+        if spec.ip == 6:
+            templates = [frames.with_udp6_checksum(t) for t in templates]
         self._batch = FrameBatch([templates[i % len(templates)] for i in range(max(BATCH, len(templates)))])
         self._netns = deployment.fabric.netns
         self._stop = threading.Event()

@@ -95,3 +95,18 @@ def internet_checksum(data: bytes) -> int:
 def pseudo_header6(frame: bytes, l3: int, proto: int, length: int) -> bytes:
     """The IPv6 pseudo-header (RFC 8200 8.1) for the packet whose IPv6 header starts at l3."""
     return frame[l3 + 8:l3 + 40] + length.to_bytes(4, "big") + b"\0\0\0" + bytes([proto])
+
+
+INNER_L3 = 14 + 20 + 8 + 8 + 14  # outer Ethernet, IPv4, UDP, VXLAN, inner Ethernet: where template()'s inner IP starts
+
+
+def with_udp6_checksum(frame: bytes) -> bytes:
+    """A template() frame of inner IPv6 UDP with its UDP checksum filled in (IPv6 forbids a zero one).
+
+    For frames whose payload never changes (a flood's); probes fix theirs per packet.
+    """
+    udp = INNER_L3 + 40
+    length = len(frame) - udp
+    segment = frame[udp:udp + 6] + b"\0\0" + frame[udp + 8:]
+    checksum = internet_checksum(pseudo_header6(frame, INNER_L3, 17, length) + segment) or 0xFFFF
+    return frame[:udp + 6] + checksum.to_bytes(2, "big") + frame[udp + 8:]

@@ -34,7 +34,7 @@ AUTO = "auto"  # a flood rate found per boot by testbed.calibrate
 
 _TOP = {"name", "topology", "settle", "flow", "tuning", "description"}
 _PROBE = {"name", "kind", "class", "dst", "protocol", "ip", "dport", "dscp", "size", "rate", "count", "start"}
-_FLOOD = {"name", "kind", "class", "dst", "dport", "dscp", "size", "rate", "flows"}
+_FLOOD = {"name", "kind", "class", "dst", "dport", "dscp", "size", "rate", "flows", "ip"}
 _IPERF = {"name", "kind", "class", "src", "dst", "protocol", "rate", "size", "port", "streams", "dscp"}
 _HOG = {"name", "kind", "class", "container", "cpus", "loops"}
 _TUNING = {"rps", "irq", "sysctl", "reflector-cpus", "sink-cpus", "ingress-rules"}
@@ -206,7 +206,7 @@ def _flood(t: dict, where: str) -> HostFloodSpec:
         return HostFloodSpec(name=typed(t, "name", str, where), dst=typed(t, "dst", str, where),
                              rate=None if rate == AUTO else float(rate), size=typed(t, "size", int, where, 1000),
                              dport=typed(t, "dport", int, where, 9), flows=typed(t, "flows", int, where, 4),
-                             dscp=typed(t, "dscp", int, where, 0))
+                             dscp=typed(t, "dscp", int, where, 0), ip=typed(t, "ip", int, where, 4))
     except ValueError as exc:
         raise ConfigError(f"{where}: {exc}") from None
 

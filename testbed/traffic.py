@@ -126,8 +126,9 @@ def ingress_rules_batch(rules: int) -> str:
     CPU that receives the container's traffic.
     """
     lines = ["qdisc replace dev eth0 ingress"]
-    lines += [f"filter add dev eth0 parent ffff: prio 1 protocol ip u32 match ip dport {INGRESS_RULE_PORT + i} 0xffff"
-              " action drop" for i in range(rules)]
+    for prio, (protocol, match) in enumerate((("ip", "ip"), ("ipv6", "ip6")), 1):  # each family pays the same
+        lines += [f"filter add dev eth0 parent ffff: prio {prio} protocol {protocol} u32 match {match} dport "
+                  f"{INGRESS_RULE_PORT + i} 0xffff action drop" for i in range(rules)]
     return "\n".join(lines) + "\n"
 
 
@@ -139,8 +140,9 @@ def install_ingress_rules(deployment, container: str, rules: int) -> None:
     out = vm.run(f"nsenter -t {pid} -n tc qdisc del dev eth0 ingress 2>/dev/null; nsenter -t {pid} -n tc -batch {path}"
                  f" && nsenter -t {pid} -n tc filter show dev eth0 ingress | grep -c '^filter.*key ht'",
                  timeout=300, check=True).stdout.strip()
-    if out != str(rules):
-        raise VerdictError(f"container {container}: {rules} ingress rules asked for, {out or 'none'} installed")
+    if out != str(2 * rules):
+        raise VerdictError(f"container {container}: {rules} ingress rules a family asked for, {out or 'none'} "
+                           f"installed in all")
 
 
 def _start_iperf3(deployment, mix: Mix, seconds: float) -> None:

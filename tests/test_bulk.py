@@ -57,3 +57,22 @@ def test_iperf3_goodput_is_the_receivers():
     assert r.bits_per_second == pytest.approx(7.5e7) and r.lost_percent == 25.0
     assert parse_iperf3("t", "tcp", json.dumps({"error": "unable to connect"})).error == "unable to connect"
     assert "wrote no JSON" in parse_iperf3("t", "tcp", "iperf3: boom").error
+
+
+def test_an_ipv6_flood_frame_gets_the_udp_checksum_scapy_computes():
+    from scapy.layers.inet import IP, UDP
+    from scapy.layers.inet6 import IPv6
+    from scapy.layers.l2 import Ether
+    from scapy.layers.vxlan import VXLAN
+    from scapy.packet import Raw
+
+    from testbed.frames import with_udp6_checksum
+
+    inner = IPv6(src="fd00::1", dst="fd00::2") / UDP(sport=20000, dport=9000, chksum=0) / Raw(bytes(1200))
+    frame = bytes(Ether() / IP(src="192.0.2.1", dst="192.0.2.2") / UDP(sport=1, dport=4789, chksum=0)
+                  / VXLAN(vni=42, flags=0x08) / Ether() / inner)
+    fixed = Ether(with_udp6_checksum(frame))
+    expected = IPv6(bytes(IPv6(src="fd00::1", dst="fd00::2") / UDP(sport=20000, dport=9000) / Raw(bytes(1200))))
+    assert fixed[VXLAN][UDP].chksum == expected[UDP].chksum != 0
+    out = with_udp6_checksum(frame)
+    assert len(out) == len(frame) and out[:-1202] == frame[:-1202] and out[-1200:] == frame[-1200:]
