@@ -35,6 +35,7 @@ from testbed import accel as accel_mod
 from testbed import mix as mix_mod
 from testbed import prism_knobs
 from testbed import topology as topology_mod
+from testbed.calibrate import calibrate, calibrated
 from testbed.deployment import Deployment
 from testbed.image import build_image, load_spec
 from testbed.kernel import obtain
@@ -85,6 +86,7 @@ def one_run(deployment, mix, label: str) -> dict:
         samples = results.samples(flow)
         row[f"{flow}_p50_ms"] = round(samples.percentile(50) / 1000, 1)
         row[f"{flow}_p99_ms"] = round(samples.percentile(99) / 1000, 1)
+    row["regime"] = run.regime.valid if run.regime else None
     row["priority_lost"] = sum(results.integrity(f.name).lost for f in mix.flows_of(mix_mod.PRIORITY))
     server = run.stages.get("server") or next(iter(run.stages.values()))
     backlog = max(server.backlog, key=lambda b: b.mean) if server.backlog else None
@@ -116,6 +118,7 @@ def main() -> int:
     parser.add_argument("--mix", default="overlay-flood")
     parser.add_argument("--settings", default="off,pseudo-sync,sync")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rate", type=float, help="the flood's rate in pps (default: the mix's, or calibrated)")
     parser.add_argument("--output", type=Path, default=Path("results/bench-spread.json"))
     args = parser.parse_args()
 
@@ -130,6 +133,14 @@ def main() -> int:
     with Deployment(topo, kernel, image, choice) as deployment:
         if not prism_knobs.has_prism(deployment.vm(topo.vms[0].name)):
             settings = [None]
+        if args.rate:
+            mix = mix.with_flood_rate(args.rate)
+        elif mix.needs_calibration:
+            if settings[0] is not None:
+                prism_knobs.apply(deployment, prism_knobs.PrismSetting("off"), mix)
+            cal = calibrate(deployment, mix, choice)
+            out["calibration"] = cal.to_dict()
+            mix = calibrated(mix, cal)
         labels = [s.label if s else kernel.variant for s in settings]
         for round_no in range(args.rounds):
             for setting, label in zip(settings, labels, strict=True):

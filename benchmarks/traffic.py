@@ -1,4 +1,4 @@
-"""Traffic engine figures: probe schedule accuracy, top probe rate, the flood that saturates a TCG receiver.
+"""Traffic engine figures: probe schedule accuracy, top probe rate, the calibration of the mix's flood.
 
     .venv/bin/python benchmarks/traffic.py [--kernel vanilla] [--mix overlay-flood]
 
@@ -7,9 +7,9 @@ Prints tables and writes results/bench-traffic.json; asserts nothing.
   per probe rate, with no load;
 - top probe rate: the highest rate whose lateness p99 stays under 1 ms and
   whose achieved rate is within 2 % of the target;
-- saturating bulk rate: the mix's flood at increasing rates, with what the
-  server processed and where it queued and dropped; the first rate at which
-  the receiver saturates inside the guest is the one a loaded mix needs;
+- the calibration (testbed.calibrate): the flood generator's ceiling, then
+  the mix's flood at rising rates with the regime each step held (the
+  target CPU's backlog occupancy, drops before it), and the rate chosen;
 - wall time of one loaded run of the mix (unloaded twin excluded).
 The wall time of the loaded pytest case is `time pytest cases/test_traffic.py`.
 """
@@ -31,6 +31,7 @@ import figures
 from testbed import accel as accel_mod
 from testbed import mix as mix_mod
 from testbed import topology as topology_mod
+from testbed.calibrate import calibrate, calibrated
 from testbed.deployment import Deployment
 from testbed.image import build_image, load_spec
 from testbed.kernel import obtain
@@ -59,24 +60,6 @@ def lateness_sweep(deployment, mix) -> list[dict]:
     return rows
 
 
-def flood_sweep(deployment, mix) -> list[dict]:
-    rows = []
-    flood = mix.floods[0]
-    for rate in FLOOD_RATES:
-        m = dataclasses.replace(mix, floods=(dataclasses.replace(flood, rate=float(rate)),))
-        run = run_mix(deployment, m)
-        s = next(iter(run.stages.values()))
-        seconds = run.floods[0].seconds
-        p99 = percentile(run.results().samples("priority").rtts_us or [0], 99)
-        rows.append({"offered_pps": rate, "achieved_pps": round(run.floods[0].achieved_pps),
-                     "guest_nic_pps": round(s.nic_rx / seconds), "peak_backlog": s.peak_backlog,
-                     "tap_drops": s.tap_dropped, "gro_cells_drops": sum(s.gro_cells_dropped.values()),
-                     "backlog_drops": s.softnet.get("dropped", 0), "squeeze": s.softnet.get("time_squeeze", 0),
-                     "saturated": s.saturated, "queued_in_guest": s.queued_in_guest, "priority_p99_ms": p99 / 1000,
-                     "priority_lost": run.results().integrity("priority").lost})
-    return rows
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kernel", default="vanilla")
@@ -97,13 +80,15 @@ def main() -> int:
                  if r["lateness_p99_us"] < 1000 and r["achieved"] >= 0.98 * r["rate"]]
         out["top_probe_rate"] = max(keeps, default=None)
         console.print(f"top probe rate kept (lateness p99 < 1 ms, rate within 2 %): {out['top_probe_rate']}")
-        out["flood"] = flood_sweep(deployment, mix)
-        figures.show(f"flood sweep on {topo.name} ({mix.name} tuning)", out["flood"])
-        first = next((r["offered_pps"] for r in out["flood"] if r["queued_in_guest"]), None)
-        out["saturating_rate"] = first
-        console.print(f"first flood rate with a queue inside the guest: {first} pps")
+        # the flood sweep is the calibration's ramp: the regime it finds, step by step
+        cal = calibrate(deployment, mix, choice)
+        out["calibration"] = cal.to_dict()
+        figures.show(f"calibration of {mix.name} on {topo.name}",
+                     [{k: v for k, v in step.to_dict().items() if k != "regime"}
+                      | {"occupancy": step.regime.occupancy, "regime": step.regime.valid} for step in cal.steps])
+        console.print(f"chosen rate: {cal.rate} pps ({cal.why}); sender ceiling: {cal.sender_ceiling_pps} pps")
         start = time.monotonic()
-        run_mix(deployment, mix)
+        run_mix(deployment, calibrated(mix, cal) if cal.reached else mix.without_bulk())
         out["loaded_run_seconds"] = round(time.monotonic() - start, 1)
         console.print(f"one loaded run of {mix.name}: {out['loaded_run_seconds']} s")
     out["loadavg_end"] = os.getloadavg()[0]

@@ -36,6 +36,12 @@ MARGIN = 1.2  # the chosen rate: the first rate that held, times this (below the
 SENDER_KEPT = 0.95  # a step whose sender delivered less than this share of its target marks the ceiling
 STEP_SETTLE = 1.0  # seconds of flood before a step's window opens
 STEP_WINDOW = 2.0  # seconds the step is judged over
+# The sender's own ceiling is measured first, by offering doubling rates for a second each
+# from CEILING_START: what the receiver cannot take is dropped at the host tap, so only the
+# sender's schedule is measured. The ramp then never asks for more than the sender keeps.
+CEILING_START = 50_000.0
+CEILING_STEPS = 5  # 50k .. 800k pps
+CEILING_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -65,9 +71,10 @@ class Calibration:
     rate: float | None
     why: str
     steps: list[Step] = field(default_factory=list)
-    sender_ceiling_pps: float | None = None  # first target the sender could not keep; None: never reached
+    sender_ceiling_pps: float | None = None  # the most the sender delivered once it fell behind; None: never fell behind
     host: dict = field(default_factory=dict)
     seconds: float = 0.0
+    sender_probe: list[dict] = field(default_factory=list)  # the ceiling's measurement: target, achieved per step
 
     @property
     def reached(self) -> bool:
@@ -75,7 +82,8 @@ class Calibration:
 
     def to_dict(self) -> dict:
         return {"mix": self.mix, "rate": None if self.rate is None else round(self.rate), "why": self.why,
-                "sender_ceiling_pps": self.sender_ceiling_pps, "host": self.host, "seconds": round(self.seconds, 1),
+                "sender_ceiling_pps": self.sender_ceiling_pps, "sender_probe": self.sender_probe,
+                "host": self.host, "seconds": round(self.seconds, 1),
                 "constants": {"start_pps": START_PPS, "growth": GROWTH, "confirm": CONFIRM, "margin": MARGIN,
                               "sender_kept": SENDER_KEPT, "step_settle": STEP_SETTLE, "step_window": STEP_WINDOW},
                 "steps": [s.to_dict() for s in self.steps]}
@@ -144,6 +152,22 @@ def _step(deployment, mix: Mix, rate: float) -> Step:
     return Step(rate, achieved, sum(r.late_batches for r in reports), regime)
 
 
+def sender_ceiling(deployment, mix: Mix) -> tuple[float | None, list[dict]]:
+    """The flood generator's ceiling on this host: (most it delivered once it fell behind, every step)."""
+    steps = []
+    rate = CEILING_START
+    for _ in range(CEILING_STEPS):
+        with ExitStack() as stack:
+            floods = [stack.enter_context(HostFlood(deployment, spec)) for spec in mix.with_flood_rate(rate).floods]
+            time.sleep(CEILING_SECONDS)
+        achieved = sum(f.report.achieved_pps for f in floods)
+        steps.append({"target_pps": round(rate), "achieved_pps": round(achieved)})
+        if achieved < SENDER_KEPT * rate:
+            return max(s["achieved_pps"] for s in steps), steps
+        rate *= 2
+    return None, steps
+
+
 def host_facts(accel) -> dict:
     """What the rate depends on besides the guest: the accelerator, vhost, the host's cores and load."""
     facts = {"cpus": os.cpu_count(), "loadavg": round(os.getloadavg()[0], 2)}
@@ -159,10 +183,15 @@ def calibrate(deployment, mix: Mix, accel=None) -> Calibration:
     mix.validate(deployment.topology)
     prepare(deployment, mix.with_flood_rate(START_PPS))
     start = time.monotonic()
+    ceiling, probe = sender_ceiling(deployment, mix)
+    console.print(f"calibrate {mix.name}: flood generator ceiling "
+                  + (f"{ceiling:.0f} pps" if ceiling else f"above {probe[-1]['target_pps']} pps"))
     steps: list[Step] = []
     with _busy(deployment, mix):
         rate = START_PPS
         for _ in range(MAX_STEPS):
+            if ceiling is not None and rate > ceiling:
+                break
             step = _step(deployment, mix, rate)
             steps.append(step)
             console.print(f"calibrate {mix.name}: {rate:.0f} pps offered, {step.achieved_pps:.0f} sent: "
@@ -171,8 +200,10 @@ def calibrate(deployment, mix: Mix, accel=None) -> Calibration:
                 break
             rate *= GROWTH
     chosen, why = choose(steps)
-    ceiling = next((s.target_pps for s in steps if not s.sender_kept_up), None)
-    return Calibration(mix.name, chosen, why, steps, ceiling, host_facts(accel), time.monotonic() - start)
+    if chosen is None and ceiling is not None and steps and steps[-1].target_pps * GROWTH > ceiling:
+        why = (f"the flood generator's ceiling ({ceiling:.0f} pps on this host) came before the regime: a faster "
+               f"source is needed; {why}")
+    return Calibration(mix.name, chosen, why, steps, ceiling, host_facts(accel), time.monotonic() - start, probe)
 
 
 def calibrated(mix: Mix, calibration: Calibration) -> Mix:

@@ -20,6 +20,37 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    """Boot the mix's topology on one kernel and find its operating point (what `experiment` does first)."""
+    import time
+
+    from .. import accel as accel_mod
+    from .. import mix as mix_mod
+    from .. import prism_knobs
+    from .. import topology as topology_mod
+    from ..calibrate import calibrate
+    from ..deployment import Deployment
+    from ..image import build_image, load_spec
+    from ..kernel import obtain
+
+    mix = mix_mod.load(args.mix)
+    topo = topology_mod.load(mix.topology)
+    mix.validate(topo)
+    kernel = obtain(args.kernel, None, args.source)
+    image = build_image(load_spec())
+    choice = accel_mod.choose(args.accel, kernel.bzimage)
+    with Deployment(topo, kernel, image, choice) as deployment:
+        if prism_knobs.has_prism(deployment.vm(topo.vms[0].name)):
+            prism_knobs.apply(deployment, prism_knobs.PrismSetting("off"), mix)
+        result = calibrate(deployment, mix, choice)
+    for table in report.calibration_tables(result.to_dict()):
+        console.print(table)
+    path = report.write_json(args.results / f"calibration-{mix.name}-{time.strftime('%Y%m%d-%H%M%S')}.json",
+                             result.to_dict())
+    console.print(f"calibration: {path}", highlight=False)
+    return 0 if result.reached else 1
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     """Merge run records (files or directories) into one table, comparison and plot."""
     records = report.load_records(args.paths)
@@ -48,6 +79,14 @@ def add_parsers(sub) -> None:
     exp.add_argument("--accel", default="auto", choices=("auto", "kvm", "tcg"))
     exp.add_argument("--results", type=Path, default=Path("results"))
     exp.set_defaults(func=cmd_experiment)
+
+    cal = sub.add_parser("calibrate", help="find a mix's flood rate on this host (the experiment's first step)")
+    cal.add_argument("--kernel", default="vanilla")
+    cal.add_argument("--mix", default="overlay-flood", help="mix from cases/mixes/ or a path")
+    cal.add_argument("--source")
+    cal.add_argument("--accel", default="auto", choices=("auto", "kvm", "tcg"))
+    cal.add_argument("--results", type=Path, default=Path("results"))
+    cal.set_defaults(func=cmd_calibrate)
 
     rep = sub.add_parser("report", help="merge run records into one comparison")
     rep.add_argument("paths", nargs="+", type=Path, metavar="DIR", help="result directories or record files")
