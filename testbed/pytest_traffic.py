@@ -21,6 +21,7 @@ from .pytest_plugin import _state
 from .traffic import MixRun, run_mix
 
 _CALIBRATIONS = pytest.StashKey[dict]()
+TRIES = 3  # runs of a loaded mix before a case concludes the regime cannot be held (the experiment's 1 + 2 retries)
 
 _RECORDS = pytest.StashKey[list]()
 
@@ -77,6 +78,16 @@ class Traffic:
         record["_path"] = str(report.write_record(record, self.directory, stem))
         self.request.config.stash.setdefault(_RECORDS, []).append(record)
         return run
+
+    def run_in_regime(self, mix: mix_mod.Mix, tries: int = TRIES) -> MixRun:
+        """The mix until a run holds its regime (every try is recorded); AssertionError with each try's reason."""
+        reasons = []
+        for _ in range(tries):
+            run = self.run(mix)
+            if run.validity() is None:
+                return run
+            reasons.append(run.validity())
+        raise AssertionError(f"mix {mix.name}: no run of {tries} held the regime:\n" + "\n".join(reasons))
 
 
 @pytest.fixture(scope="module")
