@@ -92,27 +92,45 @@ class Calibration:
 def choose(steps: list[Step]) -> tuple[float | None, str]:
     """The operating point from a ramp: (rate, why), rate None when the regime was not held.
 
-    The first run of CONFIRM consecutive steps that held the regime gives the
-    point: its first rate times MARGIN, which lies between two rates that
-    both held. Pure, so the rule is unit-tested on made-up ramps.
+    Steps are taken in order of rate (a refining step may come last). The
+    lowest rate that starts CONFIRM consecutive steps holding the regime is
+    the point's base; the rate chosen is the base times MARGIN, which lies
+    below the next step up, so between two rates that both held. Pure, so
+    the rule is unit-tested on made-up ramps.
     """
-    run = 0
-    for i, step in enumerate(steps):
-        run = run + 1 if step.regime.valid and step.sender_kept_up else 0
-        if run >= CONFIRM:
-            first = steps[i - CONFIRM + 1]
+    ordered = sorted(steps, key=lambda s: s.target_pps)
+    held = [s.regime.valid and s.sender_kept_up for s in ordered]
+    for i in range(len(ordered) - CONFIRM + 1):
+        if all(held[i:i + CONFIRM]):
+            first, last = ordered[i], ordered[i + CONFIRM - 1]
             rate = first.target_pps * MARGIN
             return rate, (f"the regime held from {first.target_pps:.0f} pps for {CONFIRM} steps "
-                          f"(occupancy {first.regime.occupancy:.0%} .. {step.regime.occupancy:.0%}); "
+                          f"(occupancy {first.regime.occupancy:.0%} .. {last.regime.occupancy:.0%}); "
                           f"chosen {MARGIN:g}x the first: {rate:.0f} pps")
     if not steps:
         return None, "no step ran"
-    last = steps[-1]
+    last = ordered[-1]
     if not last.sender_kept_up:
         return None, (f"the flood generator stopped keeping its schedule at {last.target_pps:.0f} pps "
                       f"(delivered {last.achieved_pps:.0f}) before the receiver held the regime: "
                       f"{last.regime.why}")
     return None, f"no rate up to {last.target_pps:.0f} pps held the regime for {CONFIRM} steps: {last.regime.why}"
+
+
+def refinement(steps: list[Step]) -> float | None:
+    """The geometric middle of the chosen base and the highest step below it (which did not hold).
+
+    The ramp's steps are GROWTH apart, so the base can lie up to GROWTH
+    above the knee; one geometric midpoint halves that. A point closer to
+    the knee offers less than it needs to, so the host's own load (sender,
+    vCPUs) stays lower at the same regime.
+    """
+    rate, _ = choose(steps)
+    if rate is None:
+        return None
+    base = rate / MARGIN
+    below = [s.target_pps for s in steps if s.target_pps < base]
+    return (max(below) * base) ** 0.5 if below else None
 
 
 def should_stop(steps: list[Step]) -> bool:
@@ -199,6 +217,11 @@ def calibrate(deployment, mix: Mix, accel=None) -> Calibration:
             if should_stop(steps):
                 break
             rate *= GROWTH
+        middle = refinement(steps)
+        if middle is not None:
+            steps.append(_step(deployment, mix, middle))
+            console.print(f"calibrate {mix.name}: {middle:.0f} pps (refining) offered, "
+                          f"{steps[-1].achieved_pps:.0f} sent: {steps[-1].regime.why}")
     chosen, why = choose(steps)
     if chosen is None and ceiling is not None and steps and steps[-1].target_pps * GROWTH > ceiling:
         why = (f"the flood generator's ceiling ({ceiling:.0f} pps on this host) came before the regime: a faster "

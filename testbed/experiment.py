@@ -20,12 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import accel as accel_mod
+from . import breakdown, prism_knobs, regime_report, report
 from . import mix as mix_mod
-from . import prism_knobs, regime_report, report
 from . import topology as topology_mod
 from .calibrate import Calibration, calibrate, calibrated, host_facts
 from .deployment import Deployment
-from .errors import ConfigError
+from .errors import ConfigError, VerdictError
 from .image import build_image, load_spec
 from .kernel import obtain
 from .progress import console
@@ -127,7 +127,11 @@ def _run_conditions(plan, deployment, kernel, choice, topo, conditions, loaded: 
             for attempt in range(1, plan.retries + 2):
                 console.print(f"[bold]{label}[/] {loaded.name} round {round_no}/{plan.rounds}"
                               + (f" (try {attempt})" if attempt > 1 else ""))
-                run = run_mix(deployment, loaded)
+                try:
+                    run = run_mix(deployment, loaded)
+                except VerdictError as exc:  # a probe path that did not answer: this try is lost, not the experiment
+                    out.notes.append(f"{label} round {round_no} try {attempt}: failed: {exc}")
+                    continue
                 record(run, label, round_no, attempt)
                 if run.validity() is None:
                     break
@@ -149,6 +153,11 @@ def publish(result: ExperimentResult) -> None:
         result.records, result.directory / "verdict.json", host=result.host, rounds_run=result.rounds,
         calibration=result.calibration.to_dict() if result.calibration else None)
     plot = report.cdf_plot(result.records, result.directory / "cdf.png", title="probe RTT: prism vs vanilla")
+    summaries = regime_report.breakdown_summaries(result.records)
+    if any(v for flows in summaries.values() for v in flows.values()):
+        breakdown.stacked_plot({label: {f: s for f, s in flows.items() if f.startswith("priority ") or
+                                        f.startswith("bulk ")} for label, flows in summaries.items()},
+                               result.directory / "breakdown.png")
     (result.directory / "report.md").write_text(report.markdown(result.records))
     for note in result.notes:
         console.print(f"[yellow]note:[/] {note}")

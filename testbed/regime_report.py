@@ -86,6 +86,30 @@ def round_rows(records: list[dict], flow: str = "priority", bulk: str = "bulk") 
     return out
 
 
+def breakdown_summaries(records: list[dict]) -> dict[str, dict[str, dict | None]]:
+    """Per condition: each probe flow's breakdown unloaded, and in the valid round with the median priority p99.
+
+    One representative round rather than an average: a breakdown's parts
+    add up within one run, not across runs.
+    """
+    out: dict[str, dict[str, dict | None]] = {}
+    labels = list(dict.fromkeys(_label(r) for r in records))
+    for label in labels:
+        mine = [r for r in records if _label(r) == label]
+        unloaded = next((r for r in mine if not r["mix"]["loaded"]), None)
+        valid = sorted((r for r in mine if r["mix"]["loaded"] and (r.get("regime") or {}).get("valid")
+                        and _p99_ms(r, "priority") is not None), key=lambda r: _p99_ms(r, "priority"))
+        median = valid[(len(valid) - 1) // 2] if valid else None
+        rows: dict[str, dict | None] = {}
+        for what, record in (("unloaded", unloaded), (f"loaded r{median.get('round', 1)}" if median else "", median)):
+            if record is None:
+                continue
+            for flow, data in record["flows"].items():
+                rows[f"{flow} {what}"] = data.get("breakdown")
+        out[label] = rows
+    return out
+
+
 def has_rounds(records: list[dict]) -> bool:
     """Records of an experiment over rounds (or carrying a regime) get these tables."""
     return any(r.get("regime") for r in records)
@@ -103,6 +127,12 @@ def sections(records: list[dict]) -> list[tuple[str, list[list[str]]]]:
         out.append((calibration_title(calibration), calibration_rows(calibration)))
     out.append(("loaded runs: the regime each proved (valid runs count; invalid ones are rerun)", regime_rows(records)))
     out.append(("priority flow by condition over rounds", round_rows(records)))
+    from .breakdown import breakdown_rows
+
+    summaries = breakdown_summaries(records)
+    if any(v for flows in summaries.values() for v in flows.values()):
+        out.append(("where the round trip goes (µs): unloaded, and the valid round with the median priority p99",
+                    breakdown_rows(summaries)))
     verdicts = rounds.verdicts_from_records(records)
     if verdicts:
         out.append(("verdicts over valid rounds (p99; ratio of geometric means, 95% t interval, "

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from rich.table import Table
 
-from . import regime_report
+from . import breakdown, regime_report
 from .errors import ConfigError
 from .latency import FlowSamples, compare, summarize
 
@@ -53,9 +53,11 @@ def run_record(run, *, kernel, accel, topology, case: str = "", label: str | Non
             "skipped": run.probes.skipped.get(probe.name, 0),
             "send_lateness_us": {"p50": _pct(lateness, 50) / 1000, "p99": _pct(lateness, 99) / 1000,
                                  "max": (lateness[-1] if lateness else 0) / 1000},
-            # seq, sent_ns, rtt_ns (null: lost), length_ok, crc_ok, extra copies
+            "breakdown": breakdown.record_fields(records),
+            # seq, sent_ns, rtt_ns (null: lost), length_ok, crc_ok, extra copies, guest stamps - sent_ns
+            # ([] or [kernel rx, reflector read, reply sent]: testbed.breakdown.probe_stamps)
             "probes": [[r.seq, r.sent_ns, None if r.received_ns is None else r.received_ns - r.sent_ns,
-                        r.length_ok, r.crc_ok, r.duplicate_count] for r in records],
+                        r.length_ok, r.crc_ok, r.duplicate_count, breakdown.probe_stamps(r)] for r in records],
         }
     return {
         "schema": SCHEMA,

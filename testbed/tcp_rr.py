@@ -52,6 +52,9 @@ def connect(deployment, flow) -> socket.socket:
     try:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # Closed with a reset, not a FIN: a graceful close leaves this fixed 4-tuple in TIME_WAIT for
+        # 60 s, and the next run's connect() from the same port then fails (EADDRNOTAVAIL)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         if flow.dscp:
             level, option = (socket.IPPROTO_IPV6, socket.IPV6_TCLASS) if flow.ip == 6 else (socket.IPPROTO_IP,

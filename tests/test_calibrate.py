@@ -24,6 +24,18 @@ def test_the_first_confirmed_rate_times_the_margin_is_chosen():
     assert "held from 3000 pps for 2 steps" in why and should_stop(steps)
 
 
+def test_one_refining_step_between_the_base_and_the_step_below_it():
+    from testbed.calibrate import refinement
+    steps = [step(2000, False), step(3000, True), step(4500, True)]
+    middle = refinement(steps)
+    assert middle == pytest.approx((2000 * 3000) ** 0.5)
+    held = steps + [step(middle, True)]
+    assert choose(held)[0] == pytest.approx(middle * MARGIN)
+    missed = steps + [step(middle, False)]
+    assert choose(missed)[0] == pytest.approx(3000 * MARGIN)
+    assert refinement([step(2000, True), step(3000, True)]) is None  # nothing below the base to refine towards
+
+
 def test_a_rate_that_held_once_then_escaped_is_not_an_operating_point():
     steps = [step(2000, True), step(3000, False), step(4500, True)]
     assert choose(steps)[0] is None and not should_stop(steps)
