@@ -32,7 +32,7 @@ MAX_STEPS = 12
 # Once a rate holds the regime, the next step must hold it too before the point counts:
 # a load that is bistable at one rate is not an operating point.
 CONFIRM = 2
-MARGIN = 1.2  # the chosen rate: the first rate that held, times this (below the next step's GROWTH)
+MARGIN = 1.1  # the chosen rate: the base times this. A little above the knee: the queue stands, while the host (sender, vCPUs) is loaded no more than it must be
 SENDER_KEPT = 0.95  # a step whose sender delivered less than this share of its target marks the ceiling
 STEP_SETTLE = 1.0  # seconds of flood before a step's window opens
 STEP_WINDOW = 2.0  # seconds the step is judged over
