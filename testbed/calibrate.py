@@ -32,7 +32,10 @@ MAX_STEPS = 12
 # Once a rate holds the regime, the next step must hold it too before the point counts:
 # a load that is bistable at one rate is not an operating point.
 CONFIRM = 2
-MARGIN = 1.1  # the chosen rate: the base times this. A little above the knee: the queue stands, while the host (sender, vCPUs) is loaded no more than it must be
+# The chosen rate: the base times this. A little above the knee: the queue stands, while the
+# host (sender, vCPUs) is loaded no more than it must be.
+MARGIN = 1.1
+BRACKET_STEPS = 3  # midpoints tried between the last rate without a queue and the first without headroom
 SENDER_KEPT = 0.95  # a step whose sender delivered less than this share of its target marks the ceiling
 STEP_SETTLE = 1.0  # seconds of flood before a step's window opens
 STEP_WINDOW = 2.0  # seconds the step is judged over
@@ -155,6 +158,24 @@ def _busy(deployment, mix: Mix):
             deployment.container(hog.container).exec(hog.stop_command())
 
 
+def bracket(steps: list[Step]) -> tuple[float, float] | None:
+    """Rates (low, high) to search between when no point was found: the window may be narrower than a step.
+
+    low is the highest rate whose stages before the target kept up, high the
+    next rate tried, whose stages before the target dropped. The knee of the
+    target and the limit of the stages before it can lie within one GROWTH
+    of each other; a rate between them that holds needs one above it that
+    holds too (CONFIRM), so the search goes on between that rate and high.
+    """
+    if choose(steps)[0] is not None:
+        return None
+    ordered = sorted(steps, key=lambda s: s.target_pps)
+    for lower, upper in zip(ordered, ordered[1:], strict=False):
+        if lower.regime.headroom and not upper.regime.headroom:
+            return lower.target_pps, upper.target_pps
+    return None
+
+
 def _step(deployment, mix: Mix, rate: float) -> Step:
     loaded = mix.with_flood_rate(rate)
     with StageWatch(deployment, receivers(deployment, loaded)) as watch:
@@ -222,6 +243,14 @@ def calibrate(deployment, mix: Mix, accel=None) -> Calibration:
             steps.append(_step(deployment, mix, middle))
             console.print(f"calibrate {mix.name}: {middle:.0f} pps (refining) offered, "
                           f"{steps[-1].achieved_pps:.0f} sent: {steps[-1].regime.why}")
+        for _ in range(BRACKET_STEPS):
+            window = bracket(steps)
+            if window is None:
+                break
+            middle = (window[0] * window[1]) ** 0.5
+            steps.append(_step(deployment, mix, middle))
+            console.print(f"calibrate {mix.name}: {middle:.0f} pps (between {window[0]:.0f} and {window[1]:.0f}) "
+                          f"offered, {steps[-1].achieved_pps:.0f} sent: {steps[-1].regime.why}")
     chosen, why = choose(steps)
     if chosen is None and ceiling is not None and steps and steps[-1].target_pps * GROWTH > ceiling:
         why = (f"the flood generator's ceiling ({ceiling:.0f} pps on this host) came before the regime: a faster "

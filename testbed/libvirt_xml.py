@@ -73,7 +73,8 @@ def domain_element(spec: MachineSpec, domain_name: str, secmodels: Iterable[str]
         _sub(iface, "mac", address=nic.mac)
         _sub(iface, "target", dev=nic.tap, managed="no")  # the testbed made the tap
         _sub(iface, "model", type="virtio")
-        _sub(iface, "driver", name="vhost" if nic.vhost else "qemu", queues=str(nic.queues))
+        _sub(iface, "driver", name="vhost" if nic.vhost else "qemu", queues=str(nic.queues),
+             rx_queue_size=str(nic.rx_queue_size))
         _sub(iface, "rom", enabled="no")  # romfile=
         _sub(iface, "alias", name=nic_alias(index))
 

@@ -36,6 +36,20 @@ def test_one_refining_step_between_the_base_and_the_step_below_it():
     assert refinement([step(2000, True), step(3000, True)]) is None  # nothing below the base to refine towards
 
 
+def test_a_window_narrower_than_a_step_is_searched_between_the_two_steps_around_it():
+    from testbed.calibrate import bracket
+    steps = [step(15000, False), step(22000, False), step(33000, False, headroom=False),
+             step(50000, False, headroom=False)]
+    assert bracket(steps) == (22000, 33000)
+    middle = (22000 * 33000) ** 0.5
+    held = steps + [step(middle, True)]
+    assert bracket(held) == (middle, 33000)  # it held: now one above it must hold too
+    upper = (middle * 33000) ** 0.5
+    found = held + [step(upper, True)]
+    assert choose(found)[0] == pytest.approx(middle * MARGIN) and bracket(found) is None
+    assert bracket([step(2000, False), step(3000, True), step(4500, True)]) is None
+
+
 def test_a_rate_that_held_once_then_escaped_is_not_an_operating_point():
     steps = [step(2000, True), step(3000, False), step(4500, True)]
     assert choose(steps)[0] is None and not should_stop(steps)

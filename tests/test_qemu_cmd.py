@@ -72,6 +72,7 @@ def test_virtio_net_device_is_multiqueue_with_vectors_speed_and_no_rom():
     assert device["vectors"] == str(2 * 4 + 2)
     assert device["speed"] == "25000"
     assert device["duplex"] == "full"
+    assert device["rx_queue_size"] == "1024"
     assert device["romfile"] == ""
 
 
@@ -172,3 +173,9 @@ def test_unknown_accel_is_rejected_naming_the_machine():
 def test_vcpus_out_of_range_is_rejected_naming_the_machine(vcpus):
     with pytest.raises(ConfigError, match=f"machine vm-a: vcpus {vcpus} must be between 1 and 64"):
         spec(vcpus=vcpus)
+
+
+
+def test_the_rx_ring_size_is_checked():
+    with pytest.raises(ConfigError, match="rx_queue_size 300 must be 256, 512 or 1024"):
+        NicSpec(tap="pt0", mac=MAC, rx_queue_size=300)

@@ -17,6 +17,9 @@ def cmd_experiment(args: argparse.Namespace) -> int:
                           source=args.source, results=args.results, rounds=args.rounds, retries=args.retries)
     result = run_experiment(plan)
     publish(result)
+    if result.calibration is not None and not result.calibration.reached:
+        console.print(f"[red]no verdict:[/] this host could not be brought into the regime: {result.calibration.why}")
+        return 1
     return 0
 
 
