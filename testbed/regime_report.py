@@ -115,8 +115,12 @@ def has_rounds(records: list[dict]) -> bool:
     return any(r.get("regime") for r in records)
 
 
-def sections(records: list[dict]) -> list[tuple[str, list[list[str]]]]:
-    """The evidence tables for records that carry a regime: (title, rows with header first)."""
+def sections(records: list[dict], over_rounds: bool = True) -> list[tuple[str, list[list[str]]]]:
+    """The evidence tables for records that carry a regime: (title, rows with header first).
+
+    over_rounds=False gives only the calibration and each run's regime: for
+    records that are not an experiment's rounds (a pytest session's).
+    """
     from . import rounds
 
     if not has_rounds(records):
@@ -126,6 +130,8 @@ def sections(records: list[dict]) -> list[tuple[str, list[list[str]]]]:
     if calibration:
         out.append((calibration_title(calibration), calibration_rows(calibration)))
     out.append(("loaded runs: the regime each proved (valid runs count; invalid ones are rerun)", regime_rows(records)))
+    if not over_rounds:
+        return out
     out.append(("priority flow by condition over rounds", round_rows(records)))
     from .breakdown import breakdown_rows
 

@@ -279,7 +279,7 @@ def rich_tables(records: list[dict]) -> list[Table]:
     if comp:
         tables.append(_rich("comparisons (a/b at p99; 'faster' only when the whole CI is below 1)",
                             COMPARISON_HEADER, comp))
-    tables += [_rich(title, body[0], body[1:]) for title, body in regime_report.sections(records)[1:2]]
+    tables += [_rich(title, body[0], body[1:]) for title, body in regime_report.sections(records, over_rounds=False)]
     return tables
 
 
@@ -296,7 +296,8 @@ def markdown(records: list[dict]) -> str:
     comp = comparisons(records)
     if comp:
         parts += ["", "### Comparisons at p99", "", table(COMPARISON_HEADER, comp)]
-    for title, body in regime_report.sections(records):
+    rounds_ = any(r.get("round", 1) > 1 for r in records)
+    for title, body in regime_report.sections(records, over_rounds=rounds_):
         parts += ["", f"### {title}", "", table(body[0], body[1:])]
     return "\n".join(parts) + "\n"
 

@@ -64,3 +64,34 @@ def test_regime_to_dict_carries_the_thresholds():
     d = judge(stages(0.9), (1,)).to_dict()
     assert d["valid"] and d["thresholds"]["standing_share"] == STANDING_SHARE and d["target_cpus"] == [1]
     assert Regime.not_required("no flood").to_dict()["required"] is False
+
+
+def _record(label: str, loaded: bool, p99_us: float, valid: bool | None, round_no: int = 1) -> dict:
+    regime = None if valid is None else {"required": True, "valid": valid, "standing": valid, "why": "x",
+                                         "target_cpus": [1], "occupancy": 0.9 if valid else 0.1,
+                                         "backlog_mean": 500, "backlog_drops": 10}
+    flow = {"class": "priority", "integrity": {"lost": 1, "sent": 10}, "summary": {"p99": p99_us}}
+    bulk = {"class": "bulk", "integrity": {"lost": 0, "sent": 10}, "summary": {"p99": 4 * p99_us}}
+    return {"label": label, "round": round_no, "mix": {"name": "m" if loaded else "m-unloaded", "loaded": loaded},
+            "regime": regime, "floods": [{"achieved_pps": 1000.0}], "flows": {"priority": flow, "bulk": bulk}}
+
+
+def test_the_report_shows_each_runs_regime_and_counts_only_valid_rounds():
+    from testbed import regime_report
+    records = [_record("vanilla", False, 2000, None), _record("vanilla", True, 60000, True, 1),
+               _record("vanilla", True, 90000, False, 2), _record("vanilla", True, 70000, True, 2)]
+    regime = regime_report.regime_rows(records)
+    assert [row[-1] for row in regime[1:]] == ["valid", "INVALID", "valid"]
+    (row,) = regime_report.round_rows(records)[1:]
+    assert row[0] == "vanilla" and row[1] == "2.0" and row[2] == "60.0 70.0" and row[4] == "2/3"
+    assert row[5] == "2/20" and row[6] == "260.0"  # loss and bulk over the valid rounds only
+
+
+def test_the_calibration_table_says_which_steps_held():
+    from testbed import regime_report
+    held = Regime(required=True, valid=True, why="ok", standing=True).to_dict()
+    burst = Regime(required=True, valid=False, why="no", standing=True, headroom=False).to_dict()
+    rows = regime_report.calibration_rows({"steps": [
+        {"target_pps": 1000, "achieved_pps": 1000, "sender_kept_up": True, "regime": held},
+        {"target_pps": 2000, "achieved_pps": 1500, "sender_kept_up": False, "regime": burst}]})
+    assert [r[-1] for r in rows[1:]] == ["held", "standing, no headroom"] and rows[2][2] == "no"
