@@ -46,7 +46,7 @@ class Traffic:
         """
         cache = self.request.config.stash.setdefault(_CALIBRATIONS, {})
         key = (self.deployment.topology.name, tuple((f.dst, f.size, f.flows) for f in mix.floods if f.rate is None),
-               tuple((h.container, h.cpus, h.loops) for h in mix.hogs), tuple(sorted(mix.tuning.items(), key=str)))
+               tuple((h.container, h.cpus, h.loops) for h in mix.hogs), repr(sorted(mix.tuning.items())))
         if key not in cache:
             vm = next(iter(self.deployment.machines.values()))
             saved = None
