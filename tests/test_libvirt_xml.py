@@ -81,7 +81,7 @@ def test_nic_is_virtio_on_the_testbeds_own_tap_with_queues():
     assert one(iface, "target").attrib == {"dev": "pt1234abcd0", "managed": "no"}  # libvirt makes no tap
     assert one(iface, "mac").get("address") == MAC
     assert one(iface, "model").get("type") == "virtio"
-    assert one(iface, "driver").attrib == {"name": "qemu", "queues": "4", "rx_queue_size": "1024"}
+    assert one(iface, "driver").attrib == {"name": "qemu", "queues": "4", "rx_queue_size": "256"}
     assert one(iface, "rom").get("enabled") == "no"
 
 

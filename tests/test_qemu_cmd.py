@@ -72,7 +72,7 @@ def test_virtio_net_device_is_multiqueue_with_vectors_speed_and_no_rom():
     assert device["vectors"] == str(2 * 4 + 2)
     assert device["speed"] == "25000"
     assert device["duplex"] == "full"
-    assert device["rx_queue_size"] == "1024"
+    assert device["rx_queue_size"] == "256"
     assert device["romfile"] == ""
 
 
