@@ -21,6 +21,7 @@ from pathlib import Path
 from rich.table import Table
 
 from . import breakdown, regime_report
+from .cache import atomic_write_text
 from .errors import ConfigError
 from .latency import FlowSamples, compare, summarize
 
@@ -97,10 +98,7 @@ def write_record(record: dict, directory: Path, stem: str) -> Path:
 
 def write_json(path: Path, data: dict) -> Path:
     """data as JSON at path, written whole or not at all."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data, indent=1) + "\n")
-    tmp.replace(path)
+    atomic_write_text(path, json.dumps(data, indent=1) + "\n")
     return path
 
 
