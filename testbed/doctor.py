@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import accel as accel_mod
+from . import fabric
 from .cache import Store, cache_root, tree_size
 from .errors import ConfigError
 from .qemu_cmd import qemu_binary
@@ -90,7 +91,7 @@ def check_tun() -> Check:
 
 
 def check_netns() -> Check:
-    name = f"prism-doctor-{os.getpid()}"
+    name = f"ptdoctor-{os.getpid()}"  # not prism-*: that prefix is the runs' own
     made = _run(["ip", "netns", "add", name])
     if made.returncode != 0:
         return Check("network namespaces", "fail",
@@ -101,6 +102,15 @@ def check_netns() -> Check:
         return Check("network namespaces", "warn", f"created {name} but could not delete it: {gone.stderr.strip()}",
                      required=True)
     return Check("network namespaces", "ok", "created and deleted a test namespace", required=True)
+
+
+def check_unrecorded() -> Check:
+    found = fabric.unrecorded()
+    if not found:
+        return Check("foreign leftovers", "ok", "no prism-* namespace or pt* tap without a run record")
+    return Check("foreign leftovers", "warn",
+                 f"{', '.join(found)}: named like the testbed's but no run recorded them; left alone "
+                 "(delete them yourself if they are yours)")
 
 
 def check_ccache() -> Check:
@@ -139,8 +149,8 @@ def check_cache_size() -> Check:
     return Check("cache", "ok", f"{total / GIB:.2f} GiB in {root} ({detail} GiB); `prism-testbed cache clean` frees it")
 
 
-CHECKS: tuple[Callable[[], Check], ...] = (check_qemu, check_kvm, check_vhost, check_tun, check_netns, check_ccache,
-                                           check_disk, check_cache_size)
+CHECKS: tuple[Callable[[], Check], ...] = (check_qemu, check_kvm, check_vhost, check_tun, check_netns,
+                                           check_unrecorded, check_ccache, check_disk, check_cache_size)
 
 
 def run_checks(checks=CHECKS) -> list[Check]:

@@ -9,7 +9,8 @@ run-unique name (`pt<run id><n>`), opened there by QEMU, then moved into the
 run's namespace: a tap's open queues survive the move. A traffic port (a veth on the bridge, with its own
 underlay address and VXLAN endpoint) lets host-side tools act as a node of
 the overlay. A run records its owner; `reap_stale` removes what runs whose
-owner died left behind (those host taps included), and nothing else.
+owner died left behind (those host taps included), and nothing it has no
+record of.
 """
 
 from __future__ import annotations
@@ -275,21 +276,27 @@ def _qemu_pids_of(run_id: str) -> list[int]:
     return pids
 
 
+def _recorded_runs() -> set[str]:
+    """Run ids the testbed recorded: directories under the runtime base (claimed with an owner file)."""
+    if not runtime_base().is_dir():
+        return set()
+    return {p.name for p in runtime_base().iterdir() if p.is_dir() and not p.name.startswith(".")}
+
+
 def reap_stale() -> list[str]:
     """Remove what dead runs left: their QEMUs, namespaces, host taps and run directories.
 
-    A run is dead when its recorded owner process no longer exists (a pid
-    reused by another process has another start time). Live runs, runs kept
-    with --keep, and anything not named by the testbed are left alone.
-    Returns what it reaped.
+    Only runs the testbed recorded are candidates: a run's directory (with
+    its owner file) exists before its namespace, taps and QEMUs, and goes
+    after them, so a `prism-*` namespace or `pt*` tap with no run directory
+    was not made by the testbed and is left alone (see `unrecorded()`). A
+    recorded run is dead when its owner process no longer exists (a pid
+    reused by another process has another start time). Live runs and runs
+    kept with --keep are spared. Returns what it reaped.
     """
     reaped = []
-    run_ids = {name[len(NETNS_PREFIX):] for name in _netns_names() if name.startswith(NETNS_PREFIX)}
     host_taps = _host_taps()
-    run_ids |= set(host_taps.values())
-    if runtime_base().is_dir():
-        run_ids |= {p.name for p in runtime_base().iterdir() if p.is_dir() and not p.name.startswith(".")}
-    for run_id in sorted(run_ids):
+    for run_id in sorted(_recorded_runs()):
         if _owner_alive(run_id) or (runtime_dir(run_id) / KEEP_MARKER).exists():
             continue
         pids = _qemu_pids_of(run_id)
@@ -308,3 +315,12 @@ def reap_stale() -> list[str]:
         reaped.append(f"run {run_id}: {len(pids)} QEMU processes, netns {NETNS_PREFIX}{run_id}"
                       + (f", host taps {' '.join(taps)}" if taps else ""))
     return reaped
+
+
+def unrecorded() -> list[str]:
+    """Namespaces and host taps named like the testbed's but with no run record: not ours to remove."""
+    recorded = _recorded_runs()
+    names = [name for name in _netns_names()
+             if name.startswith(NETNS_PREFIX) and name[len(NETNS_PREFIX):] not in recorded]
+    names += [name for name, run_id in _host_taps().items() if run_id not in recorded]
+    return sorted(names)

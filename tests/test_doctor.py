@@ -101,3 +101,12 @@ def test_the_real_host_checks_run():
     """On this host (root): every check answers with a known status."""
     results = doctor.run_checks((doctor.check_tun, doctor.check_vhost, doctor.check_netns))
     assert all(r.status in ("ok", "warn", "fail") and r.detail for r in results)
+
+
+def test_unrecorded_leftovers_are_named_and_left_alone(monkeypatch):
+    from testbed import fabric
+    monkeypatch.setattr(fabric, "unrecorded", lambda: ["prism-userlab"])
+    check = doctor.check_unrecorded()
+    assert check.status == "warn" and "prism-userlab" in check.detail and "left alone" in check.detail
+    monkeypatch.setattr(fabric, "unrecorded", lambda: [])
+    assert doctor.check_unrecorded().status == "ok"
