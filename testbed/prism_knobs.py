@@ -19,36 +19,54 @@ PROBE = "/proc/sys/net/core/prism_mode"
 
 @dataclass(frozen=True)
 class PrismSetting:
-    """One way to run a PRISM kernel: its mode and whether the NIC stage splits."""
+    """One way to run a PRISM kernel: its mode, whether the NIC stage splits, and whether anything is listed.
+
+    `empty` turns the mode on with no port and no DSCP value listed: the A/A
+    setting, where nothing is marked and PRISM must cost nothing measurable.
+    """
 
     mode: str = "off"
     split: bool = False
+    empty: bool = False
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"prism mode {self.mode!r} must be one of {', '.join(MODES)}")
+        if self.mode == "off" and (self.split or self.empty):
+            raise ValueError(f"prism setting {self.text!r}: '+split' and '+empty' need a mode "
+                             "(pseudo-sync or sync); with mode off they change nothing")
+
+    @property
+    def text(self) -> str:
+        """As parse_setting() reads it: `pseudo-sync+split`."""
+        return f"{self.mode}{'+split' if self.split else ''}{'+empty' if self.empty else ''}"
 
     @property
     def label(self) -> str:
-        return f"prism-{self.mode}{'+split' if self.split else ''}"
+        return f"prism-{self.text}"
 
     @staticmethod
     def sysctls_names() -> tuple[str, ...]:
         return ("net.core.prism_ports", "net.core.prism_dscp", "net.core.prism_split", "net.core.prism_mode")
 
     def sysctls(self, mix: Mix) -> dict[str, str]:
-        ports = ",".join(str(p) for p in mix.priority_ports)
-        dscp = ",".join(str(d) for d in mix.priority_dscp)
+        ports = "" if self.empty else ",".join(str(p) for p in mix.priority_ports)
+        dscp = "" if self.empty else ",".join(str(d) for d in mix.priority_dscp)
         return {"net.core.prism_ports": ports, "net.core.prism_dscp": dscp,
                 "net.core.prism_split": str(int(self.split)), "net.core.prism_mode": str(MODES[self.mode])}
 
 
+EXTRAS = ("split", "empty")
+
+
 def parse_setting(text: str) -> PrismSetting:
-    """`sync`, `pseudo-sync+split`, `off` … as given on the command line."""
-    mode, _, extra = text.partition("+")
-    if extra not in ("", "split"):
-        raise ValueError(f"prism setting {text!r}: only '+split' may follow the mode")
-    return PrismSetting(mode, extra == "split")
+    """`sync`, `pseudo-sync+split`, `pseudo-sync+empty`, `off` … as given on the command line."""
+    mode, *extras = text.split("+")
+    unknown = [e for e in extras if e not in EXTRAS]
+    if unknown or len(set(extras)) != len(extras):
+        raise ValueError(f"prism setting {text!r}: after the mode only {', '.join('+' + e for e in EXTRAS)} "
+                         "may follow, each once")
+    return PrismSetting(mode, "split" in extras, "empty" in extras)
 
 
 def has_prism(vm) -> bool:

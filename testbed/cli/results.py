@@ -72,8 +72,9 @@ def add_parsers(sub) -> None:
     exp = sub.add_parser("experiment", help="the main job: prism vs vanilla")
     exp.add_argument("--kernels", nargs="+", default=["vanilla", "prism"])
     exp.add_argument("--mix", default="overlay-flood", help="mix from cases/mixes/ or a path")
-    exp.add_argument("--prism", nargs="+", default=list(DEFAULT_SETTINGS), metavar="MODE[+split]",
-                     help="PRISM settings to measure on PRISM kernels")
+    exp.add_argument("--prism", nargs="+", default=list(DEFAULT_SETTINGS), metavar="MODE[+split][+empty]",
+                     help="PRISM settings to measure on PRISM kernels (MODE: off, pseudo-sync, sync; "
+                          "+split: the NIC stage splits; +empty: nothing listed, the A/A check)")
     exp.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS,
                      help="loaded runs per condition, the conditions interleaved in each round")
     exp.add_argument("--retries", type=int, default=DEFAULT_RETRIES,

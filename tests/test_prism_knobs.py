@@ -1,0 +1,32 @@
+"""PRISM settings as the command line and the cases give them."""
+
+from __future__ import annotations
+
+import pytest
+
+from testbed import mix as mix_mod
+from testbed.prism_knobs import PrismSetting, parse_setting
+
+
+def test_settings_parse_with_their_extras():
+    assert parse_setting("sync") == PrismSetting("sync")
+    assert parse_setting("pseudo-sync+split") == PrismSetting("pseudo-sync", split=True)
+    assert parse_setting("pseudo-sync+empty").label == "prism-pseudo-sync+empty"
+    assert parse_setting("sync+split+empty") == PrismSetting("sync", split=True, empty=True)
+
+
+@pytest.mark.parametrize("text", ["bogus", "sync+bogus", "sync+split+split", "off+split", "off+empty", ""])
+def test_bad_settings_are_one_clear_error(text):
+    with pytest.raises(ValueError) as info:
+        parse_setting(text)
+    assert repr(text) in str(info.value) or "bogus" in str(info.value) or "''" in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_empty_lists_nothing_but_turns_the_mode_on():
+    mix = mix_mod.load("overlay-flood")
+    assert mix.priority_ports, "the shipped mix lists priority ports"
+    listed = PrismSetting("pseudo-sync").sysctls(mix)
+    empty = PrismSetting("pseudo-sync", empty=True).sysctls(mix)
+    assert listed["net.core.prism_ports"] and empty["net.core.prism_ports"] == ""
+    assert empty["net.core.prism_dscp"] == "" and empty["net.core.prism_mode"] == "1"
