@@ -106,26 +106,87 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_")
 
 
-def load_records(paths: Iterable[Path]) -> list[dict]:
-    """Every run record in the given files and directories (searched recursively)."""
+# What the tables read of a record: a record that lacks one (or has another type) is not
+# compared; a report never silently compares incomplete data.
+RECORD_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "label": str, "mix": dict, "kernel": dict, "flows": dict, "floods": list, "iperf3": list, "stages": dict}
+MIX_FIELDS: dict[str, type | tuple[type, ...]] = {"name": str, "loaded": bool, "floods": list}
+FLOW_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "class": str, "summary": (dict, type(None)), "integrity": dict, "probes": list}
+
+
+def record_problem(data: dict) -> str | None:
+    """Why a record (schema matched) cannot be compared, or None."""
+    for where, fields, value in [("", RECORD_FIELDS, data), ("mix.", MIX_FIELDS, data.get("mix"))]:
+        if not isinstance(value, dict):
+            continue  # named by the level above
+        for key, kind in fields.items():
+            if key not in value:
+                return f"no {where}{key}"
+            if not isinstance(value[key], kind):
+                return f"{where}{key} is a {type(value[key]).__name__}, not a {_kind(kind)}"
+    for name, flow in data["flows"].items():
+        if not isinstance(flow, dict):
+            return f"flows.{name} is a {type(flow).__name__}, not a dict"
+        for key, kind in FLOW_FIELDS.items():
+            if key not in flow:
+                return f"no flows.{name}.{key}"
+            if not isinstance(flow[key], kind):
+                return f"flows.{name}.{key} is a {type(flow[key]).__name__}, not a {_kind(kind)}"
+    return None
+
+
+def _kind(kind: type | tuple[type, ...]) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return " or ".join("null" if k is type(None) else k.__name__ for k in kinds)
+
+
+def load_records(paths: Iterable[Path], *, skipped: list[str] | None = None) -> list[dict]:
+    """Every run record in the given files and directories (searched recursively).
+
+    A file that is a record but cannot be read or compared (truncated,
+    missing a field) is an error naming it; with `skipped` given, it is
+    listed there ("path why") and left out instead. JSON files that are not
+    records (session.json, calibration, verdict) are passed over.
+    """
     records = []
     for path in paths:
         if not path.exists():
             raise ConfigError(f"report: {path} does not exist")
         files = sorted(path.rglob("*.json")) if path.is_dir() else [path]
         for f in files:
-            try:
-                data = json.loads(f.read_text())
-            except (OSError, ValueError) as exc:
-                if path.is_dir():
-                    continue  # other JSON files (session.json) live beside the records
-                raise ConfigError(f"report: {f} is not a JSON run record: {exc}") from None
-            if isinstance(data, dict) and data.get("schema") == SCHEMA:
-                data["_path"] = str(f)
-                records.append(data)
+            problem, data = _read_record(f, explicit=not path.is_dir())
+            if problem is None and data is None:
+                continue
+            if problem is not None:
+                if skipped is None:
+                    raise ConfigError(f"report: {f} {problem} (--skip-bad leaves such records out)")
+                skipped.append(f"{f} {problem}")
+                continue
+            data["_path"] = str(f)
+            records.append(data)
     if not records:
         raise ConfigError(f"report: no run records ({SCHEMA}) in {', '.join(str(p) for p in paths)}")
     return records
+
+
+def _read_record(f: Path, *, explicit: bool) -> tuple[str | None, dict | None]:
+    """(problem, record): (None, None) for a JSON file that is not a run record."""
+    try:
+        text = f.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        return f"cannot be read: {exc}", None
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        # a record is written with its schema first: a truncated one still says what it was
+        if explicit or f'"schema": "{SCHEMA}"' in text[:200]:
+            return f"is not a JSON run record: {exc}", None
+        return None, None
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+        return (f"is not a run record ({SCHEMA})", None) if explicit else (None, None)
+    problem = record_problem(data)
+    return (f"is a damaged run record: {problem}", None) if problem else (None, data)
 
 
 def samples_of(record: dict, flow: str) -> FlowSamples:

@@ -91,3 +91,57 @@ def test_report_errors_are_one_line(tmp_path):
     bad.write_text("{")
     with pytest.raises(ConfigError, match="bad.json is not a JSON run record"):
         report.load_records([bad])
+
+
+def _directory_of_records(records, tmp_path) -> Path:
+    for i, r in enumerate(records):
+        report.write_record(r, tmp_path / "runs", f"run {i}")
+    return tmp_path / "runs"
+
+
+def test_a_truncated_record_is_an_error_naming_it(records, tmp_path):
+    runs = _directory_of_records(records, tmp_path)
+    victim = sorted(runs.glob("*.json"))[1]
+    victim.write_text(victim.read_text()[:len(victim.read_text()) // 2])
+    with pytest.raises(ConfigError) as info:
+        report.load_records([runs])
+    assert str(victim) in str(info.value) and "not a JSON run record" in str(info.value)
+    skipped: list[str] = []
+    loaded = report.load_records([runs], skipped=skipped)
+    assert len(loaded) == len(records) - 1 and len(skipped) == 1 and str(victim) in skipped[0]
+
+
+@pytest.mark.parametrize(("damage", "says"), [
+    (lambda r: r.pop("flows"), "no flows"),
+    (lambda r: r.update(flows=[]), "flows is a list, not a dict"),
+    (lambda r: r["mix"].pop("loaded"), "no mix.loaded"),
+    (lambda r: next(iter(r["flows"].values())).update(probes=None), "probes is a NoneType, not a list"),
+    (lambda r: r.update(floods={}), "floods is a dict, not a list"),
+])
+def test_a_record_missing_what_the_tables_read_is_an_error(records, tmp_path, damage, says):
+    data = json.loads(json.dumps(records[0]))
+    damage(data)
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(ConfigError, match=says) as info:
+        report.load_records([path])
+    assert "\n" not in str(info.value)
+
+
+def test_report_cli_skip_bad_counts_what_it_left_out(records, tmp_path, capsys):
+    from testbed import cli
+    runs = _directory_of_records(records, tmp_path)
+    sorted(runs.glob("*.json"))[0].write_text('{\n "schema": "prism-testbed/run/1",\n "case')
+    assert cli.main(["report", str(runs)]) == 2
+    assert "--skip-bad" in capsys.readouterr().err
+    assert cli.main(["report", "--skip-bad", "--markdown", str(runs)]) == 0
+    out, err = capsys.readouterr()
+    assert "1 damaged record left out" in err and out.startswith("### PRISM testbed")
+
+
+@pytest.mark.parametrize(("plot", "says"), [("x.txt", "path ending in .png"), ("/nonexistent/dir/x.png", "does not exist")])
+def test_report_plot_path_is_checked_before_anything_is_written(records, tmp_path, capsys, plot, says):
+    from testbed import cli
+    runs = _directory_of_records(records, tmp_path)
+    assert cli.main(["report", "--plot", plot, str(runs)]) == 2
+    assert says in capsys.readouterr().err and not Path("/nonexistent").exists()

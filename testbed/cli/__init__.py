@@ -12,6 +12,8 @@ import argparse
 import sys
 import traceback
 
+from rich.markup import escape
+
 from ..errors import TestbedError
 from ..progress import console
 from . import build, cache, doctor, results, up
@@ -35,7 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     except TestbedError as exc:
         if args.verbose:
             traceback.print_exc()
-        console.print(f"[red]error:[/] {exc}", markup=True, highlight=False)
+        # one line however long; the message's own brackets are text, not markup
+        console.print(f"[red]error:[/] {escape(str(exc))}", markup=True, highlight=False, soft_wrap=True)
         return 2
     except KeyboardInterrupt:
         console.print("[red]interrupted[/]")

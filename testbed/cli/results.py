@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from .. import report
+from ..errors import ConfigError
 from ..experiment import DEFAULT_RETRIES, DEFAULT_ROUNDS, DEFAULT_SETTINGS, ExperimentPlan, publish, run_experiment
 from ..progress import console
 
@@ -56,7 +57,18 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """Merge run records (files or directories) into one table, comparison and plot."""
-    records = report.load_records(args.paths)
+    if args.plot is not None:
+        if args.plot.suffix.lower() != ".png":
+            raise ConfigError(f"report: --plot {args.plot}: the plot is a PNG; give a path ending in .png")
+        if not args.plot.parent.is_dir():
+            raise ConfigError(f"report: --plot {args.plot}: directory {args.plot.parent} does not exist")
+    skipped: list[str] | None = [] if args.skip_bad else None
+    records = report.load_records(args.paths, skipped=skipped)
+    for line in skipped or ():
+        console.print(f"[yellow]skipped[/]: {line}", highlight=False)
+    if skipped:
+        console.print(f"[yellow]{len(skipped)} damaged record{'s' * (len(skipped) != 1)} left out; "
+                      f"{len(records)} compared[/]", highlight=False)
     if args.markdown:
         sys.stdout.write(report.markdown(records))
     else:
@@ -96,4 +108,6 @@ def add_parsers(sub) -> None:
     rep.add_argument("paths", nargs="+", type=Path, metavar="DIR", help="result directories or record files")
     rep.add_argument("--markdown", action="store_true", help="print markdown (e.g. for a CI job summary)")
     rep.add_argument("--plot", type=Path, help="also write a CDF plot (PNG) here")
+    rep.add_argument("--skip-bad", action="store_true",
+                     help="leave out records that cannot be read, and say which, instead of stopping")
     rep.set_defaults(func=cmd_report)
