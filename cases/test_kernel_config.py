@@ -48,4 +48,6 @@ def test_shipped_fragments_hold_in_the_final_config(source_tree, tmp_path):
         fragments = [(f.name, f) for f in variant.fragments]
         final = kernel_mod.configure(Step("test"), tree, build, variant.base, fragments, tmp_path / "log")
         assert final["CONFIG_VXLAN"] == "y" and final["CONFIG_VIRTIO_NET"] == "y"
-        assert final.get("CONFIG_PRISM") == ("y" if variant.name == "prism" else None), variant.name
+        assert final.get("CONFIG_PRISM") == ("y" if variant.name.startswith("prism") else None), variant.name
+        if variant.name == "prism-debug":
+            assert final.get("CONFIG_PROVE_LOCKING") == "y" and final.get("CONFIG_DEBUG_ATOMIC_SLEEP") == "y"

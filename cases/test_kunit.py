@@ -10,7 +10,7 @@ import pytest
 
 from testbed import ktap, prism_knobs
 
-pytestmark = pytest.mark.vm
+pytestmark = [pytest.mark.vm, pytest.mark.debug_kernel]
 
 SUITE = "prism_classifier"
 

@@ -20,7 +20,7 @@ from testbed import prism_knobs
 from testbed.errors import TestbedError
 from testbed.stagewatch import parse_prism_stat
 
-pytestmark = pytest.mark.vm
+pytestmark = [pytest.mark.vm, pytest.mark.debug_kernel]
 
 PORTS = (5201, 5202)
 SECONDS = 8

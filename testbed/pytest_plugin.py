@@ -40,6 +40,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--kernel", action="append", default=None, metavar="prism|vanilla|PATH",
                     help="kernel under test: a variant from kernel-config/ or a bzImage path; "
                          "repeat to run every case on each (default: prism)")
+    group.addoption("--debug-kernel", action="append", default=[], metavar="prism-debug|PATH",
+                    help="also run the cases marked debug_kernel (the PRISM paths, KUnit, boot) on this "
+                         "kernel, e.g. the lockdep variant; repeatable")
     group.addoption("--kernel-src", type=Path, default=None, metavar="PATH",
                     help="build this local kernel tree in place (incrementally) and test it")
     group.addoption("--kernel-source", default=None, metavar="NAME",
@@ -59,6 +62,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "machine(vcpus=2, memory=512, queues=2, speed=100000, append=(), "
                                        "boot_timeout=90): what the `machine` fixture boots")
+    config.addinivalue_line("markers", "debug_kernel: cases that also run on every --debug-kernel (a lock or "
+                                       "context bug is a splat there, which fails the case)")
     config.addinivalue_line("markers", "kvm_only: checks that need the run to be under KVM; "
                                        "skipped unless --accel kvm")
     config.stash[_STATE] = _State(config)
@@ -98,17 +103,21 @@ def _state(config: pytest.Config) -> _State:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """Every case that uses the kernel runs once per --kernel given."""
+    """Every case that uses the kernel runs once per --kernel given, debug_kernel cases on each --debug-kernel too."""
     if "kernel" in metafunc.fixturenames:
-        selectors = metafunc.config.getoption("kernel") or ["prism"]
+        selectors = list(metafunc.config.getoption("kernel") or ["prism"])
+        if metafunc.definition.get_closest_marker("debug_kernel"):
+            selectors += [k for k in metafunc.config.getoption("debug_kernel") if k not in selectors]
         metafunc.parametrize("kernel", selectors, indirect=True, scope="session")
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
     state = _state(config)
     kernels = config.getoption("kernel") or ["prism"]
+    debug = config.getoption("debug_kernel")
     src = config.getoption("kernel_src")
     return [f"prism-testbed: run {state.run_id}, kernel {', '.join(kernels)}"
+            + (f" (debug_kernel cases also on {', '.join(debug)})" if debug else "")
             + (f" from tree {src}" if src else "") + f", accel {config.getoption('accel')}, "
             f"backend {_backend_of(config).describe()}, results {state.results}"]
 

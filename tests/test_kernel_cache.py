@@ -97,7 +97,8 @@ def test_a_file_that_is_not_a_bzimage_is_a_clear_error(tmp_path):
 
 
 def test_unknown_kernel_selector_is_a_one_line_error():
-    with pytest.raises(kernel_mod.ConfigError, match=r"--kernel nope: not a variant \(prism, vanilla\) nor a bzImage"):
+    with pytest.raises(kernel_mod.ConfigError,
+                       match=r"--kernel nope: not a variant \(prism, prism-debug, vanilla\) nor a bzImage"):
         kernel_mod.obtain("nope")
     with pytest.raises(kernel_mod.ConfigError, match=r"--kernel /nonexistent/bzImage: no such file"):
         kernel_mod.obtain("/nonexistent/bzImage")
