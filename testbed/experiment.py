@@ -57,7 +57,8 @@ class ExperimentPlan:
             try:
                 prism_knobs.parse_setting(text)
             except ValueError as exc:
-                raise ConfigError(f"experiment: --prism {text}: {exc}") from None
+                shown = text if text.isprintable() and text.strip() else repr(text)
+                raise ConfigError(f"experiment: --prism {shown}: {exc}") from None
 
 
 @dataclass

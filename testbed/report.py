@@ -20,7 +20,7 @@ from pathlib import Path
 
 from rich.table import Table
 
-from . import breakdown, regime_report
+from . import breakdown, record_schema, regime_report
 from .cache import atomic_write_text
 from .errors import ConfigError
 from .latency import FlowSamples, compare, summarize
@@ -106,41 +106,6 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_")
 
 
-# What the tables read of a record: a record that lacks one (or has another type) is not
-# compared; a report never silently compares incomplete data.
-RECORD_FIELDS: dict[str, type | tuple[type, ...]] = {
-    "label": str, "mix": dict, "kernel": dict, "flows": dict, "floods": list, "iperf3": list, "stages": dict}
-MIX_FIELDS: dict[str, type | tuple[type, ...]] = {"name": str, "loaded": bool, "floods": list}
-FLOW_FIELDS: dict[str, type | tuple[type, ...]] = {
-    "class": str, "summary": (dict, type(None)), "integrity": dict, "probes": list}
-
-
-def record_problem(data: dict) -> str | None:
-    """Why a record (schema matched) cannot be compared, or None."""
-    for where, fields, value in [("", RECORD_FIELDS, data), ("mix.", MIX_FIELDS, data.get("mix"))]:
-        if not isinstance(value, dict):
-            continue  # named by the level above
-        for key, kind in fields.items():
-            if key not in value:
-                return f"no {where}{key}"
-            if not isinstance(value[key], kind):
-                return f"{where}{key} is a {type(value[key]).__name__}, not a {_kind(kind)}"
-    for name, flow in data["flows"].items():
-        if not isinstance(flow, dict):
-            return f"flows.{name} is a {type(flow).__name__}, not a dict"
-        for key, kind in FLOW_FIELDS.items():
-            if key not in flow:
-                return f"no flows.{name}.{key}"
-            if not isinstance(flow[key], kind):
-                return f"flows.{name}.{key} is a {type(flow[key]).__name__}, not a {_kind(kind)}"
-    return None
-
-
-def _kind(kind: type | tuple[type, ...]) -> str:
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    return " or ".join("null" if k is type(None) else k.__name__ for k in kinds)
-
-
 def load_records(paths: Iterable[Path], *, skipped: list[str] | None = None) -> list[dict]:
     """Every run record in the given files and directories (searched recursively).
 
@@ -185,7 +150,7 @@ def _read_record(f: Path, *, explicit: bool) -> tuple[str | None, dict | None]:
         return None, None
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
         return (f"is not a run record ({SCHEMA})", None) if explicit else (None, None)
-    problem = record_problem(data)
+    problem = record_schema.problem(data)
     return (f"is a damaged run record: {problem}", None) if problem else (None, data)
 
 

@@ -115,7 +115,7 @@ def test_a_truncated_record_is_an_error_naming_it(records, tmp_path):
     (lambda r: r.pop("flows"), "no flows"),
     (lambda r: r.update(flows=[]), "flows is a list, not a dict"),
     (lambda r: r["mix"].pop("loaded"), "no mix.loaded"),
-    (lambda r: next(iter(r["flows"].values())).update(probes=None), "probes is a NoneType, not a list"),
+    (lambda r: next(iter(r["flows"].values())).update(probes=None), "probes is a null, not a list"),
     (lambda r: r.update(floods={}), "floods is a dict, not a list"),
 ])
 def test_a_record_missing_what_the_tables_read_is_an_error(records, tmp_path, damage, says):

@@ -17,6 +17,7 @@ from ..kernel import obtain
 from ..machine import Machine
 from ..progress import console
 from ..qemu_cmd import MachineSpec, NicSpec
+from .argtypes import positive_int, positive_seconds
 
 
 def cmd_kernel_build(args: argparse.Namespace) -> int:
@@ -90,10 +91,10 @@ def add_parsers(sub) -> None:
     run.add_argument("--kernel-src", type=Path)
     run.add_argument("--source")
     run.add_argument("--accel", default="auto", choices=("auto", "kvm", "tcg"))
-    run.add_argument("--vcpus", type=int, default=2)
-    run.add_argument("--memory", type=int, default=512, help="MiB")
-    run.add_argument("--queues", type=int, default=2)
-    run.add_argument("--timeout", type=float, default=60.0)
+    run.add_argument("--vcpus", type=positive_int, default=2)
+    run.add_argument("--memory", type=positive_int, default=512, help="MiB")
+    run.add_argument("--queues", type=positive_int, default=2)
+    run.add_argument("--timeout", type=positive_seconds, default=60.0)
     run.add_argument("guest_command", nargs=argparse.REMAINDER, metavar="-- COMMAND",
                      help="command for the guest (default: uname -a)")
     run.set_defaults(func=cmd_run)

@@ -21,6 +21,7 @@ from ..errors import RunError
 from ..image import build_image, load_spec
 from ..kernel import obtain
 from ..progress import Step, console
+from .argtypes import positive_seconds
 
 
 def topology_path(name_or_path: str) -> Path:
@@ -119,7 +120,7 @@ def add_parsers(sub) -> None:
     up.add_argument("--kernel-src", type=Path, help="build this local tree in place and boot it")
     up.add_argument("--source", help="source name from kernel-config/kernel.toml")
     up.add_argument("--accel", default="auto", choices=("auto", "kvm", "tcg"))
-    up.add_argument("--boot-timeout", type=float, default=180.0, help="seconds per VM (default: 180)")
+    up.add_argument("--boot-timeout", type=positive_seconds, default=180.0, help="seconds per VM (default: 180)")
     up.set_defaults(func=cmd_up)
 
     status = sub.add_parser("status", help="list the deployments that are up")
@@ -131,7 +132,7 @@ def add_parsers(sub) -> None:
                         description="The command's output and exit status are the command's own. "
                                     "A single word after -- is a shell line: exec client -- 'ip -br a | grep UP'.")
     ex.add_argument("--run", help=run_help)
-    ex.add_argument("--timeout", type=float, default=60.0)
+    ex.add_argument("--timeout", type=positive_seconds, default=60.0)
     ex.add_argument("words", nargs=argparse.REMAINDER, metavar="VM [CONTAINER] -- COMMAND")
     ex.set_defaults(func=cmd_exec)
 
