@@ -17,7 +17,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -242,12 +242,14 @@ def _lock_of(directory: Path, entry: Path) -> Path:
     return directory / ".locks" / f"{entry.name}.lock"
 
 
-def clean_directory(directory: Path, base: Path | None = None) -> list[Removal]:
+def clean_directory(directory: Path, base: Path | None = None,
+                    in_use: Callable[[Path], str | None] = lambda entry: None) -> list[Removal]:
     """Remove every entry of a cache directory whose lock no other process holds.
 
     Entries (and staging directories left by killed builds) are removed
     under their lock, so a build or unpack in progress elsewhere is never
-    pulled from under it; those are reported as kept.
+    pulled from under it; those are reported as kept, as are entries
+    `in_use` names a holder for (a running VM's kernel or image).
     """
     base = base or cache_root()
     removals: list[Removal] = []
@@ -257,6 +259,10 @@ def clean_directory(directory: Path, base: Path | None = None) -> list[Removal]:
         if entry.name == ".locks" or entry.suffix == ".lock":
             continue
         what = str(entry.relative_to(base))
+        holder = in_use(entry)
+        if holder:
+            removals.append(Removal(what, 0, f"in use by {holder}"))
+            continue
         with lock_if_free(_lock_of(directory, entry)) as free:
             if not free:
                 removals.append(Removal(what, 0, "locked by a build in progress"))

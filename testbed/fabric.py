@@ -283,6 +283,39 @@ def _recorded_runs() -> set[str]:
     return {p.name for p in runtime_base().iterdir() if p.is_dir() and not p.name.startswith(".")}
 
 
+@dataclass(frozen=True)
+class QemuUser:
+    """A live QEMU and the run it belongs to (None: not one the testbed can name)."""
+
+    pid: int
+    run_id: str | None
+    argv: tuple[str, ...]
+
+    def uses(self, path: Path) -> bool:
+        """Does the command line name a file at or under path (its kernel, its image)?"""
+        prefix = str(path).rstrip("/")
+        return any(p == prefix or p.startswith(prefix + "/") or f"={prefix}/" in p or p.endswith(f"={prefix}")
+                   for a in self.argv for p in a.split(","))
+
+
+def qemu_users() -> list[QemuUser]:
+    """Every live QEMU on the host, with the testbed run whose directory its command line names."""
+    base = str(runtime_base()) + "/"
+    users = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = tuple(a.decode(errors="replace") for a in (proc / "cmdline").read_bytes().split(b"\0") if a)
+        except OSError:
+            continue
+        if not argv or "qemu-system" not in argv[0]:
+            continue
+        run_id = next((a.split(base, 1)[1].split("/", 1)[0] for a in argv if base in a), None)
+        users.append(QemuUser(int(proc.name), run_id, argv))
+    return users
+
+
 def reap_stale() -> list[str]:
     """Remove what dead runs left: their QEMUs, namespaces, host taps and run directories.
 

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import fcntl
 import os
+import subprocess
+import sys
+import time
 
-from testbed import cli
+from testbed import cli, fabric
 from testbed.cache import clean_directory, lock_if_free
 
 
@@ -50,3 +53,31 @@ def test_cli_reports_sizes_freed(monkeypatch, tmp_path, capsys):
     assert (root / "kernels" / "vanilla-456").is_dir() and not (root / "images" / "base-123").exists()
     assert cli.main(["cache", "clean", "--all"]) == 0
     assert not (root / "kernels" / "vanilla-456").exists()
+
+
+def test_entries_a_running_qemu_uses_are_kept_and_named(monkeypatch, tmp_path, capsys):
+    """A live run's kernel and image stay, with the run that holds them; the rest goes."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    runtime = tmp_path / "run"
+    monkeypatch.setattr(fabric, "runtime_base", lambda: runtime)
+    root = tmp_path / "prism-testbed"
+    _entry(root / "kernels", "prism-used")
+    _entry(root / "kernels", "vanilla-free")
+    _entry(root / "images", "base-used")
+    (root / "images" / "base-used" / "rootfs.img").write_bytes(b"x")
+    # what QEMU's command line looks like to /proc: its kernel, its image, its run directory
+    fake = subprocess.Popen(["qemu-system-x86_64", "-c", "import time; time.sleep(60)",
+                             "-kernel", str(root / "kernels" / "prism-used" / "bzImage"),
+                             "-drive", f"file={root / 'images' / 'base-used' / 'rootfs.img'},if=none,readonly=on",
+                             "-chardev", f"socket,id=qmp,path={runtime}/abcd1234/server/qmp.sock"],
+                            executable=sys.executable)
+    try:
+        time.sleep(0.2)
+        assert cli.main(["cache", "clean"]) == 0
+    finally:
+        fake.kill()
+        fake.wait()
+    out = capsys.readouterr().err
+    assert (root / "kernels" / "prism-used").is_dir() and (root / "images" / "base-used").is_dir()
+    assert not (root / "kernels" / "vanilla-free").exists()
+    assert f"in use by run abcd1234 (QEMU pid {fake.pid})" in out and "kept 2 in use" in out

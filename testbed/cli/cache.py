@@ -9,6 +9,7 @@ import subprocess
 
 from rich.table import Table
 
+from .. import fabric
 from ..cache import Removal, Store, cache_root, clean_directory, tree_size
 from ..progress import console
 
@@ -55,7 +56,15 @@ def cmd_cache_clean(args: argparse.Namespace) -> int:
                                     "images" if args.images and not args.kernels else None)
     dirs = CLEAN_SETS[which] if which else CLEAN_SETS["kernels"] + CLEAN_SETS["images"]
     root = cache_root()
-    removals = [r for d in dirs for r in clean_directory(root / d, root)]
+    users = fabric.qemu_users()
+
+    def in_use(entry) -> str | None:
+        holders = [u for u in users if u.uses(entry)]
+        if not holders:
+            return None
+        return ", ".join(f"run {u.run_id} (QEMU pid {u.pid})" if u.run_id else f"QEMU pid {u.pid}" for u in holders)
+
+    removals = [r for d in dirs for r in clean_directory(root / d, root, in_use)]
     if which == "all":
         removals.append(clean_ccache())
     table = Table(title=f"cache clean: {root}")
@@ -68,7 +77,7 @@ def cmd_cache_clean(args: argparse.Namespace) -> int:
     freed = sum(r.size for r in removals if r.kept is None)
     kept = [r for r in removals if r.kept]
     console.print(f"freed {_mib(freed)} ({len(removals) - len(kept)} entries)"
-                  + (f"; kept {len(kept)} locked by another process" if kept else ""))
+                  + (f"; kept {len(kept)} in use or locked by another process" if kept else ""))
     return 0
 
 
