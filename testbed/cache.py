@@ -11,17 +11,23 @@ artifact is detected and rebuilt rather than booted.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import CacheError
+
 MANIFEST = "manifest.json"
+# errnos that are the host's filesystem, not a bug: read-only, full, over quota, no permission
+HOST_FS_ERRORS = {errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM}
 
 
 def cache_root() -> Path:
@@ -33,7 +39,8 @@ def cache_root() -> Path:
 def work_root() -> Path:
     """Scratch space for builds in progress, on the same filesystem as the cache."""
     root = cache_root() / "work"
-    root.mkdir(parents=True, exist_ok=True)
+    with writing("no scratch space for a build"):
+        root.mkdir(parents=True, exist_ok=True)
     return root
 
 
@@ -63,7 +70,8 @@ def sha256_file_memo(path: Path) -> str:
         if len(value) == 64:
             return value
     value = sha256_file(path)
-    atomic_write_text(memo, value + "\n")
+    with contextlib.suppress(OSError):  # a memo that cannot be kept costs a re-read next time, nothing else
+        atomic_write_text(memo, value + "\n")
     return value
 
 
@@ -82,10 +90,24 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 @contextlib.contextmanager
+def writing(what: str) -> Iterator[None]:
+    """Turn a failed write under the cache (read-only, full, no permission) into one line saying so."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in HOST_FS_ERRORS:
+            raise
+        raise CacheError(f"{what}: {exc.filename or cache_root()}: {exc.strerror} (the cache is {cache_root()}; "
+                         "XDG_CACHE_HOME moves it)") from None
+
+
+@contextlib.contextmanager
 def file_lock(path: Path) -> Iterator[None]:
     """An exclusive advisory lock, released however the block ends."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as f:
+    with writing("cannot lock a cache entry"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        f = open(path, "a")  # closed by the `with f` below, after the lock is released
+    with f:
         fcntl.flock(f, fcntl.LOCK_EX)
         try:
             yield
@@ -119,16 +141,24 @@ class CacheEntry:
             target = self.path / name
             if not target.is_file():
                 return f"{name} is missing"
-            if sha256_file(target) != expected:
-                return f"{name} does not match its recorded sha256"
+            if (found := sha256_file(target)) != expected:
+                return f"{name} has sha256 {found[:16]}…, its manifest records {expected[:16]}…"
         return None
+
+
+def _warn(message: str) -> None:
+    """Say it on stderr, where the build's progress goes too."""
+    print(f"prism-testbed: {message}", file=sys.stderr, flush=True)
 
 
 class Store:
     """A kind of cached artifact (kernels, images) under the cache root."""
 
-    def __init__(self, kind: str, root: Path | None = None):
+    def __init__(self, kind: str, root: Path | None = None, on_damaged: Callable[[str], None] | None = None):
         self.dir = (root or cache_root()) / kind
+        self.on_damaged = on_damaged or _warn
+
+
 
     def entry_path(self, key: str) -> Path:
         return self.dir / key
@@ -142,6 +172,7 @@ class Store:
         problem = entry.verify()
         if problem is None:
             return entry
+        self.on_damaged(f"cache entry {path} is damaged ({problem}): removed, it will be rebuilt")
         shutil.rmtree(path, ignore_errors=True)
         return None
 
@@ -157,15 +188,17 @@ class Store:
         On any exception the directory is removed and nothing is published.
         Call under `locked(key)`.
         """
-        self.dir.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=self.dir, prefix=f".{key}.tmp-"))
+        with writing(f"cannot stage cache entry {key}"):
+            self.dir.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(dir=self.dir, prefix=f".{key}.tmp-"))
         try:
-            yield tmp
-            write_manifest(tmp)
-            final = self.entry_path(key)
-            if final.exists():
-                shutil.rmtree(final)
-            os.rename(tmp, final)
+            with writing(f"cannot write cache entry {key}"):
+                yield tmp
+                write_manifest(tmp)
+                final = self.entry_path(key)
+                if final.exists():
+                    shutil.rmtree(final)
+                os.rename(tmp, final)
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
@@ -209,8 +242,10 @@ def tree_size(path: Path) -> int:
 @contextlib.contextmanager
 def lock_if_free(path: Path) -> Iterator[bool]:
     """Take an exclusive lock only if nobody holds it; yields whether we got it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as f:
+    with writing("cannot lock a cache entry"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        f = open(path, "a")  # closed by the `with f` below
+    with f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -268,9 +303,10 @@ def clean_directory(directory: Path, base: Path | None = None,
                 removals.append(Removal(what, 0, "locked by a build in progress"))
                 continue
             size = tree_size(entry)
-            if entry.is_dir() and not entry.is_symlink():
-                shutil.rmtree(entry)
-            else:
-                entry.unlink()
+            with writing(f"cannot remove {what}"):
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry)
+                else:
+                    entry.unlink()
             removals.append(Removal(what, size))
     return removals

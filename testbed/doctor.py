@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -138,8 +139,22 @@ def check_disk() -> Check:
     return Check("disk space", "ok", detail)
 
 
+def _unwritable(root: Path) -> str | None:
+    """Why nothing can be written under root (or the directory it would be made in), or None."""
+    where = _existing(root)
+    try:
+        with tempfile.NamedTemporaryFile(dir=where, prefix=".doctor-"):
+            pass
+    except OSError as exc:
+        return f"{where}: {exc.strerror}"
+    return None
+
+
 def check_cache_size() -> Check:
     root = cache_root()
+    if (why := _unwritable(root)) is not None:
+        return Check("cache", "fail", f"cannot write under {root} ({why}): nothing can be built or cached; "
+                                      "XDG_CACHE_HOME moves the cache", required=True)
     if not root.is_dir():
         return Check("cache", "ok", f"{root} is empty (nothing built yet)")
     sizes = {child.name: tree_size(child) for child in root.iterdir()}  # one walk, split by top directory

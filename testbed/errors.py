@@ -17,6 +17,10 @@ class ConfigError(TestbedError):
     """A data file (kernel-config/, images/, a topology) is malformed."""
 
 
+class CacheError(TestbedError):
+    """The cache cannot be written (read-only, full, no permission)."""
+
+
 class KernelBuildError(TestbedError):
     """A kernel could not be configured, patched or built."""
 

@@ -169,7 +169,7 @@ def _build_into_store(spec: ImageSpec, key: str, store: Store) -> None:
         tree = package_tree(spec, step, log)
         root = work / "root"
         with step.phase("customise"):
-            subprocess.run(["cp", "-a", str(tree), str(root)], check=True)
+            step.run(["cp", "-a", str(tree), str(root)], log)
             shutil.copytree(spec.rootfs, root, dirs_exist_ok=True, symlinks=True)
             link_busybox_applets(root)
             for source in spec.programs():
@@ -196,6 +196,9 @@ def _build_into_store(spec: ImageSpec, key: str, store: Store) -> None:
             (stage / "metadata.json").write_text(json.dumps(meta, indent=2) + "\n")
         console.print(f"image {spec.name}: built {size_mib} MiB in {step.elapsed():.0f}s, cached as {key}")
     except CommandFailed as failure:
+        if failure.host_problem:  # one line says it all: not thirty copies of it
+            raise ImageBuildError(f"image {spec.name}: {failure.argv[0]} failed: {failure.host_problem} "
+                                  f"under {work_root()} or {store.dir}; log: {failure.log}") from None
         print_tail(failure)
         raise ImageBuildError(f"image {spec.name}: {failure.argv[0]} failed; log: {failure.log}") from None
     finally:

@@ -36,6 +36,14 @@ class CommandFailed(Exception):
         self.tail = tail
         super().__init__(f"{argv[0]} exited {returncode}; log: {log}")
 
+    @property
+    def host_problem(self) -> str | None:
+        """The host's own reason when the output names one (a full or read-only disk), else None."""
+        for reason in ("No space left on device", "Read-only file system", "Disk quota exceeded"):
+            if any(reason in line for line in self.tail):
+                return reason
+        return None
+
 
 class Step:
     """One long step (e.g. 'kernel prism') made of named phases."""

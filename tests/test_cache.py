@@ -85,11 +85,15 @@ def test_staging_replaces_an_existing_entry():
     lambda f: f.unlink(),  # gone
 ], ids=["edited", "truncated", "missing"])
 def test_lookup_of_damaged_entry_returns_none_and_removes_it(damage):
-    store = Store("kernels")
+    said = []
+    store = Store("kernels", on_damaged=said.append)
     path = publish(store, "k1", {"bzImage": b"kernel bytes"})
     damage(path / "bzImage")
     assert store.lookup("k1") is None
     assert not path.exists()
+    # it says which entry, which file and how: the hashes, or that the file is gone
+    assert len(said) == 1 and str(path) in said[0] and "bzImage" in said[0] and "rebuilt" in said[0]
+    assert "is missing" in said[0] or ("sha256" in said[0] and "manifest records" in said[0])
 
 
 def test_lookup_with_unreadable_manifest_returns_none():

@@ -68,7 +68,7 @@ def test_shell_and_down_arguments():
 def test_cache_clean_flags_choose_directories(flags, dirs, monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     seen = []
-    monkeypatch.setattr("testbed.cli.cache.clean_directory", lambda d, base: seen.append(d.name) or [])
+    monkeypatch.setattr("testbed.cli.cache.clean_directory", lambda d, base, in_use=None: seen.append(d.name) or [])
     assert cli.main(["cache", "clean", *flags]) == 0
     assert set(seen) == dirs
 
