@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -59,3 +60,41 @@ def test_up_exec_shell_down_leaves_nothing(kernel, request):
     assert not pids_naming(f"{run_dir}/"), "a QEMU of the run is still running"
     assert not run_dir.exists()
     assert not pids_naming(f'"run_id": "{run_id}"'), "the supervisor is still running"
+
+
+def test_a_guest_that_dies_under_up_marks_the_run_degraded(kernel, request):
+    """A VM that panics: status says so with the panic line, exec leads with it, no zombie QEMU, down works.
+
+    Also the CLI's --append: its argument reaches every VM's kernel command line.
+    """
+    accel = request.config.getoption("accel")
+    selector = kernel.variant if kernel.variant in ("vanilla", "prism") else str(kernel.bzimage)
+    up = cli("up", "two-vm", "--kernel", selector, "--accel", accel, "--append", "sysrq_always_enabled",
+             timeout=600)
+    assert up.returncode == 0, up.stdout + up.stderr
+    run_id = re.search(r"\brun ([0-9a-f]+)\b", up.stdout).group(1)
+    run_dir = runtime_dir(run_id)
+    try:
+        cmdline = cli("exec", "--run", run_id, "client", "--", "cat /proc/cmdline")
+        assert "sysrq_always_enabled" in cmdline.stdout.split(), cmdline.stdout + cmdline.stderr
+        cli("exec", "--run", run_id, "--timeout", "10", "server", "--", "echo c > /proc/sysrq-trigger")
+        status = None
+        for _ in range(30):  # the supervisor looks once a second
+            status = cli("status")
+            if "degraded" in status.stdout + status.stderr:
+                break
+            time.sleep(1)
+        shown = status.stdout + status.stderr
+        assert f"run {run_id} degraded" in shown and "vm server" in shown and "sysrq" in shown.lower(), shown
+        state = json.loads((run_dir / "up.json").read_text())
+        assert set(state["degraded"]) == {"server"}, state
+        after = cli("exec", "--run", run_id, "server", "--", "true")
+        assert after.returncode == 2 and "vm server is down: panic" in after.stderr, after.stderr
+        assert cli("exec", "--run", run_id, "client", "--", "true").returncode == 0, "the other VM goes on"
+        zombies = subprocess.run(["ps", "-o", "stat=,pid=,comm=", "--ppid", str(state["pid"])],
+                                 capture_output=True, text=True, check=False).stdout
+        assert not [line for line in zombies.splitlines() if line.strip().startswith("Z")], zombies
+    finally:
+        down = cli("down", run_id, timeout=180)
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert not run_dir.exists()

@@ -92,7 +92,7 @@ class Deployment:
                                  vhost=self.accel.vhost)
                          for n, nic in enumerate(vm.nics))
             spec = MachineSpec(name=vm.name, kernel=self.kernel.bzimage, image=self.image.root, vcpus=vm.vcpus,
-                               memory_mib=vm.memory, accel=self.accel.accel, nics=nics,
+                               memory_mib=vm.memory, accel=self.accel.accel, nics=nics, append=vm.append,
                                netns=self.backend.netns(self.fabric), shell_port=self.shell_ports)
             self.machines[vm.name] = self.backend.machine(spec, runtime_dir(self.run_id) / vm.name,
                                                           self.boot_timeout, self.fabric, self.run_id)

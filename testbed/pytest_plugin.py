@@ -23,13 +23,13 @@ from . import accel as accel_mod
 from . import topology as topology_mod
 from .backend import BACKENDS, Backend
 from .deployment import Deployment
-from .errors import TestbedError
+from .errors import ConfigError, TestbedError
 from .fabric import KEEP_MARKER, Fabric, new_run_id, runtime_dir
 from .image import build_image, load_spec
 from .kernel import Kernel, obtain
 from .libvirt_machine import DEFAULT_URI
 from .machine import Machine
-from .qemu_cmd import MachineSpec, NicSpec
+from .qemu_cmd import MachineSpec, NicSpec, kernel_args
 from .splat import Splat
 
 MACHINE_MARK_KEYS = {"vcpus", "memory", "queues", "speed", "append", "boot_timeout"}
@@ -61,7 +61,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "machine(vcpus=2, memory=512, queues=2, speed=100000, append=(), "
-                                       "boot_timeout=90): what the `machine` fixture boots")
+                                       "boot_timeout=90): what the `machine` fixture boots; append: extra "
+                                       "kernel arguments, a string (split like a shell) or a list")
     config.addinivalue_line("markers", "debug_kernel: cases that also run on every --debug-kernel (a lock or "
                                        "context bug is a splat there, which fails the case)")
     config.addinivalue_line("markers", "kvm_only: checks that need the run to be under KVM; "
@@ -250,12 +251,16 @@ def machine_spec_from_marker(request: pytest.FixtureRequest, kernel: Kernel, ima
     if unknown:
         pytest.fail(f"@pytest.mark.machine: unknown option {unknown[0]!r} "
                     f"(known: {', '.join(sorted(MACHINE_MARK_KEYS))})", pytrace=False)
+    try:
+        append = kernel_args(options.get("append", ()), "@pytest.mark.machine(append=…)")
+    except ConfigError as exc:
+        pytest.fail(str(exc), pytrace=False)
     queues = int(options.get("queues", 2))
     nics = (NicSpec(tap=tap, mac="52:54:00:12:34:01", queues=queues, speed_mbps=int(options.get("speed", 100_000)),
                     vhost=choice.vhost),) if tap else ()
     spec = MachineSpec(name=name, kernel=kernel.bzimage, image=image_root, vcpus=int(options.get("vcpus", 2)),
                        memory_mib=int(options.get("memory", 512)), accel=choice.accel, nics=nics,
-                       netns=netns, append=tuple(options.get("append", ())))
+                       netns=netns, append=append)
     return spec, float(options.get("boot_timeout", 90))
 
 

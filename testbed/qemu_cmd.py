@@ -7,6 +7,7 @@ unit tests and printed as a reproducer.
 from __future__ import annotations
 
 import re
+import shlex
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +53,28 @@ class NicSpec:
         return 2 * self.queues + 2
 
 
+def kernel_args(value: object, where: str) -> tuple[str, ...]:
+    """Extra kernel command-line arguments given as one string ("panic=5 quiet") or a list of them.
+
+    A string is split like a shell would, so it is never taken as a sequence
+    of characters; anything else, or an argument with a newline, is an error.
+    """
+    if isinstance(value, str):
+        try:
+            args = shlex.split(value)
+        except ValueError as exc:
+            raise ConfigError(f"{where}: kernel arguments {value!r}: {exc}") from None
+    elif isinstance(value, (list, tuple)) and all(isinstance(a, str) for a in value):
+        args = list(value)
+    else:
+        raise ConfigError(f"{where}: kernel arguments must be a string or a list of strings, "
+                          f"not {type(value).__name__}")
+    bad = next((a for a in args if not a or any(c in a for c in "\n\r\0")), None)
+    if bad is not None:
+        raise ConfigError(f"{where}: kernel argument {bad!r} is empty or holds a line break")
+    return tuple(args)
+
+
 @dataclass(frozen=True)
 class MachineSpec:
     """Everything that decides how one QEMU process is started."""
@@ -76,6 +99,8 @@ class MachineSpec:
             raise ConfigError(f"machine {self.name}: vcpus {self.vcpus} must be between 1 and 64")
         if self.memory_mib < 128:
             raise ConfigError(f"machine {self.name}: memory {self.memory_mib} MiB is below 128 MiB")
+        if isinstance(self.append, str) or not all(isinstance(a, str) for a in self.append):
+            raise ConfigError(f"machine {self.name}: append must be a tuple of arguments (see kernel_args)")
         for nic in self.nics:
             if nic.vhost and self.accel != "kvm":
                 raise ConfigError(f"machine {self.name}: vhost on NIC {nic.tap} needs accel kvm")

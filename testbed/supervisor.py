@@ -24,7 +24,7 @@ import sys
 import threading
 import time
 import traceback
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from . import guest_shell
@@ -55,6 +55,7 @@ class UpRun:
     started: str
     describe: str
     vms: dict[str, list[str]]  # VM name -> its containers
+    degraded: dict[str, str] = field(default_factory=dict)  # VM name -> what happened to it (first splat, exit)
 
     @property
     def dir(self) -> Path:
@@ -120,9 +121,10 @@ def call(run: UpRun, payload: dict, timeout: float = 120.0) -> dict:
 
 
 def start(topology: str, kernel: Kernel, image: GuestImage, accel: AccelChoice, boot_timeout: float = 180.0,
-          on_phase=None) -> UpRun:
+          on_phase=None, kernel_args: tuple[str, ...] = ()) -> UpRun:
     """Start a supervisor for topology and wait until it is up (or failed)."""
     spec = {"run_id": new_run_id(), "topology": str(topology), "boot_timeout": boot_timeout,
+            "kernel_args": list(kernel_args),
             "kernel": {"bzimage": str(kernel.bzimage), "release": kernel.release, "variant": kernel.variant},
             "image": {"root": str(image.root), "key": image.key}, "accel": accel.as_dict()}
     proc = subprocess.Popen([sys.executable, "-m", "testbed.supervisor", json.dumps(spec)], stdin=subprocess.DEVNULL,
@@ -200,14 +202,48 @@ class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
 
 
-class Supervisor:
-    """Owns one deployment and answers requests about it."""
+WATCH_SECONDS = 1.0  # how often the supervisor looks at its QEMUs and consoles
 
-    def __init__(self, deployment: Deployment):
+
+class Supervisor:
+    """Owns one deployment, watches its VMs and answers requests about it.
+
+    A VM whose QEMU exited or whose console showed a splat (panic, BUG,
+    WARNING, lockup) makes the run degraded: the state file says which VM
+    and the splat's first line, `status` shows it and `exec` on that VM
+    leads with it. Polling the QEMU also reaps it (no zombie).
+    """
+
+    def __init__(self, deployment: Deployment, on_change=None):
         self.deployment = deployment
         self.stopping = threading.Event()
+        self.degraded: dict[str, str] = {}
+        self._on_change = on_change or (lambda degraded: None)
         self._locks: dict[str, threading.Lock] = {}  # one guest-agent conversation per VM at a time
         self._guard = threading.Lock()
+
+    def watch(self) -> None:
+        """Until stopping: note each VM's first splat or its QEMU's exit (run in a thread)."""
+        while not self.stopping.wait(WATCH_SECONDS):
+            self.look()
+
+    def look(self) -> None:
+        changed = False
+        for name, vm in self.deployment.machines.items():
+            lock = self._lock(name)
+            if name in self.degraded or not lock.acquire(blocking=False):
+                continue  # a command holds the VM (and its console reader): look next time
+            try:
+                splats = vm.splats()
+                if splats:
+                    self.degraded[name] = f"{splats[0].kind}: {splats[0].title} (console {vm.files.console})"
+                elif not vm.is_running():
+                    self.degraded[name] = f"its QEMU exited (console {vm.files.console})"
+            finally:
+                lock.release()
+            changed |= name in self.degraded
+        if changed:
+            self._on_change(dict(self.degraded))
 
     def _lock(self, vm: str) -> threading.Lock:
         with self._guard:
@@ -219,7 +255,8 @@ class Supervisor:
             self.stopping.set()
             return {"ok": True}
         if op == "status":
-            return {"describe": self.deployment.describe(agent_free=False)}
+            self.look()
+            return {"describe": self.deployment.describe(agent_free=False), "degraded": dict(self.degraded)}
         if op == "exec":
             return self._exec(req.get("vm"), req.get("container"), str(req["command"]), float(req.get("timeout", 60)))
         if op == "shell-reset":
@@ -236,6 +273,16 @@ class Supervisor:
             raise RunError(exc.args[0]) from None
 
     def _exec(self, vm_name: str | None, container: str | None, command: str, timeout: float) -> dict:
+        try:
+            return self._exec_in(vm_name, container, command, timeout)
+        except TestbedError as exc:
+            self.look()
+            vm = self.deployment.container(container).machine.name if container else str(vm_name)
+            if vm in self.degraded:  # what happened to the VM, not what the broken connection said
+                raise RunError(f"vm {vm} is down: {self.degraded[vm]} (then: {exc})") from None
+            raise
+
+    def _exec_in(self, vm_name: str | None, container: str | None, command: str, timeout: float) -> dict:
         if container:
             try:
                 handle = self.deployment.container(container)
@@ -286,11 +333,17 @@ def serve(spec: dict, report) -> int:
     server = None
     try:
         k, i = spec["kernel"], spec["image"]
-        deployment = Deployment(topology_mod.load(spec["topology"]),
+        deployment = Deployment(topology_mod.load(spec["topology"]).with_kernel_args(tuple(spec.get("kernel_args", ()))),
                                 Kernel(Path(k["bzimage"]), k["release"], k["variant"]),
                                 GuestImage(Path(i["root"]), i["key"], {}, True), AccelChoice(**spec["accel"]),
                                 run_id=spec["run_id"], boot_timeout=float(spec["boot_timeout"]), shell_ports=True)
-        supervisor = Supervisor(deployment)
+        def record_degraded(degraded: dict[str, str]) -> None:
+            state = json.loads((run_dir / STATE).read_text())
+            state["degraded"] = degraded
+            (run_dir / f".{STATE}").write_text(json.dumps(state, indent=2) + "\n")
+            os.replace(run_dir / f".{STATE}", run_dir / STATE)
+
+        supervisor = Supervisor(deployment, on_change=record_degraded)
         say(f"phase booting {len(deployment.topology.vms)} VMs and laying out the overlay")
         deployment.__enter__()
         say("phase starting the shell consoles")
@@ -303,6 +356,7 @@ def serve(spec: dict, report) -> int:
         (run_dir / f".{STATE}").write_text(state)
         os.replace(run_dir / f".{STATE}", run_dir / STATE)
         serving.set()
+        threading.Thread(target=supervisor.watch, name="watch", daemon=True).start()
         say("ready")
         report.close()
         supervisor.stopping.wait()

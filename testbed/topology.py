@@ -7,12 +7,14 @@ names where it came from, the key, and what is wrong.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import ConfigError
+from .qemu_cmd import kernel_args
 from .tomlconf import check_keys, read_named, typed
 from .tomlconf import table as as_table
 
@@ -53,6 +55,7 @@ class Vm:
     nics: tuple[Nic, ...] = (Nic(),)
     containers: tuple[Container, ...] = ()
     underlay_address: str | None = None
+    append: tuple[str, ...] = ()  # extra kernel arguments for this VM
 
 
 @dataclass(frozen=True)
@@ -104,6 +107,13 @@ class Topology:
     @property
     def underlay_prefix(self) -> int:
         return ipaddress.IPv4Network(self.fabric.underlay).prefixlen
+
+    def with_kernel_args(self, args: tuple[str, ...]) -> Topology:
+        """The same topology with args appended to every VM's kernel command line."""
+        if not args:
+            return self
+        vms = tuple(dataclasses.replace(vm, append=vm.append + tuple(args)) for vm in self.vms)
+        return dataclasses.replace(self, vms=vms)
 
     def overlay(self, name: str) -> Overlay:
         return next(o for o in self.overlays if o.name == name)
@@ -224,7 +234,7 @@ def _check_host(address: str, net: ipaddress.IPv4Network, where: str, subnet: st
 _TOP = {"name", "fabric", "overlay", "vm"}
 _FABRIC = {"underlay", "mtu"}
 _OVERLAY = {"name", "vni", "subnet", "mtu"}
-_VM = {"name", "vcpus", "memory", "nics", "container", "underlay-address"}
+_VM = {"name", "vcpus", "memory", "nics", "container", "underlay-address", "append"}
 _NIC = {"queues", "speed"}
 _CONTAINER = {"name", "overlay", "address", "command"}
 
@@ -263,7 +273,8 @@ def from_dict(data: dict, origin: str) -> Topology:
                                         address=typed(c, "address", str, cwhere), command=tuple(command)))
         vms.append(Vm(name=name, vcpus=typed(t, "vcpus", int, where, 2), memory=typed(t, "memory", int, where, 512),
                       nics=tuple(nics), containers=tuple(containers),
-                      underlay_address=typed(t, "underlay-address", str, where) if "underlay-address" in t else None))
+                      underlay_address=typed(t, "underlay-address", str, where) if "underlay-address" in t else None,
+                      append=kernel_args(t.get("append", ()), f"{where}: 'append'")))
     return Topology(name=typed(data, "name", str, origin), vms=tuple(vms), overlays=tuple(overlays),
                     fabric=fabric, origin=origin)
 

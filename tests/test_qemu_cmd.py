@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from testbed.errors import ConfigError
-from testbed.qemu_cmd import MachineSpec, NicSpec, RunFiles, build_argv
+from testbed.qemu_cmd import MachineSpec, NicSpec, RunFiles, build_argv, kernel_args
 
 MAC = "52:54:00:12:34:01"
 
@@ -179,3 +179,27 @@ def test_vcpus_out_of_range_is_rejected_naming_the_machine(vcpus):
 def test_the_rx_ring_size_is_checked():
     with pytest.raises(ConfigError, match="rx_queue_size 300 must be 256, 512 or 1024"):
         NicSpec(tap="pt0", mac=MAC, rx_queue_size=300)
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("panic=5 sysrq_always_enabled", ("panic=5", "sysrq_always_enabled")),
+    (["panic=5", "quiet"], ("panic=5", "quiet")),
+    ('dyndbg="file dev.c +p"', ("dyndbg=file dev.c +p",)),
+    ((), ()),
+])
+def test_kernel_args_take_a_string_or_a_list(value, expected):
+    assert kernel_args(value, "here") == expected
+
+
+@pytest.mark.parametrize("value", [5, ["a", 1], {"a": 1}, ["a\nb"], ["ok", ""], 'unclosed "quote'])
+def test_kernel_args_reject_what_is_not_arguments(value):
+    with pytest.raises(ConfigError, match="^here: ") as info:
+        kernel_args(value, "here")
+    assert "\n" not in str(info.value)
+
+
+def test_a_string_append_never_becomes_characters():
+    spec = MachineSpec(name="vm", kernel=Path("/k"), image=Path("/i"), append=kernel_args("panic=5 quiet", "t"))
+    assert spec.kernel_cmdline().endswith(" panic=5 quiet")
+    with pytest.raises(ConfigError, match="append must be a tuple"):
+        MachineSpec(name="vm", kernel=Path("/k"), image=Path("/i"), append="panic=5")

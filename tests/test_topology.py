@@ -158,6 +158,14 @@ def test_given_underlay_address_overrides_derivation(tmp_path):
     assert [topo.underlay_of(vm) for vm in topo.vms] == ["192.168.77.200", "192.168.77.12"]
 
 
+def test_kernel_args_per_vm_as_a_string_or_a_list(tmp_path):
+    topo = topology.load(write(tmp_path, variant(in_alpha('append = "panic=5 sysrq_always_enabled"'))))
+    assert topo.vms[0].append == ("panic=5", "sysrq_always_enabled") and topo.vms[1].append == ()
+    topo = topology.load(write(tmp_path, variant(in_alpha('append = ["panic=5"]'))))
+    assert topo.with_kernel_args(("quiet",)).vms[0].append == ("panic=5", "quiet")
+    assert topo.with_kernel_args(("quiet",)).vms[1].append == ("quiet",)
+
+
 def test_defaults_apply_when_keys_are_left_out(tmp_path):
     text = 'name = "bare"\n[[vm]]\nname = "solo"\n'
     topo = topology.load(write(tmp_path, text))
@@ -236,6 +244,7 @@ CASES = [
     ("type-speed", [("speed = 100000", 'speed = "fast"')], ["vm alpha", "nics[0]", "'speed' must be int, not str"]),
     ("type-underlay-address", [in_alpha("underlay-address = 3232255244")],
      ["vm alpha", "'underlay-address' must be str, not int"]),
+    ("type-append", [in_alpha("append = 5")], ["vm alpha", "'append'", "must be a string or a list of strings"]),
     ("type-container-array", [(BETA_CONTAINER, "container = 5\n")], ["vm beta", "'container' must be list, not int"]),
     ("type-container-name", [('name = "c1"', "name = 1")], ["vm alpha", "[[vm.container]] #1", "'name' must be str"]),
     ("type-container-overlay", [('name = "c1"\n  overlay = "ov0"', 'name = "c1"\n  overlay = 0')],

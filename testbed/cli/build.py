@@ -16,7 +16,7 @@ from ..image import build_image, load_spec
 from ..kernel import obtain
 from ..machine import Machine
 from ..progress import console
-from ..qemu_cmd import MachineSpec, NicSpec
+from ..qemu_cmd import MachineSpec, NicSpec, kernel_args
 from .argtypes import positive_int, positive_seconds
 
 
@@ -34,13 +34,13 @@ def cmd_image_build(args: argparse.Namespace) -> int:
 
 
 def boot_and_run(kernel, image, choice: accel_mod.AccelChoice, command: str, timeout: float = 60.0,
-                 vcpus: int = 2, memory: int = 512, queues: int = 2):
+                 vcpus: int = 2, memory: int = 512, queues: int = 2, append: tuple[str, ...] = ()):
     """Boot one VM on its own fabric, run one command; (result, boot seconds)."""
     run_id = new_run_id()
     with Fabric(run_id) as fabric:
         tap = fabric.add_tap(queues)
         spec = MachineSpec(name="vm", kernel=kernel.bzimage, image=image.root, vcpus=vcpus, memory_mib=memory,
-                           accel=choice.accel, netns=fabric.netns,
+                           accel=choice.accel, netns=fabric.netns, append=append,
                            nics=(NicSpec(tap=tap, mac="52:54:00:12:34:01", queues=queues, vhost=choice.vhost),))
         try:
             with Machine(spec, runtime_dir(run_id) / "vm") as vm:
@@ -58,7 +58,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     image = build_image(load_spec())
     choice = accel_mod.choose(args.accel, kernel.bzimage)
     command = shlex.join(args.guest_command) if args.guest_command else "uname -a"
-    result, boot = boot_and_run(kernel, image, choice, command, args.timeout, args.vcpus, args.memory, args.queues)
+    result, boot = boot_and_run(kernel, image, choice, command, args.timeout, args.vcpus, args.memory, args.queues,
+                                kernel_args(args.append or (), "run --append"))
     sys.stdout.write(result.stdout)
     sys.stderr.write(result.stderr)
     console.print(f"[dim]{kernel.release}, {choice.accel} (vhost {'on' if choice.vhost else 'off'}): "
@@ -95,6 +96,7 @@ def add_parsers(sub) -> None:
     run.add_argument("--memory", type=positive_int, default=512, help="MiB")
     run.add_argument("--queues", type=positive_int, default=2)
     run.add_argument("--timeout", type=positive_seconds, default=60.0)
+    run.add_argument("--append", metavar="ARGS", help="extra kernel arguments, e.g. 'panic=5 sysrq_always_enabled'")
     run.add_argument("guest_command", nargs=argparse.REMAINDER, metavar="-- COMMAND",
                      help="command for the guest (default: uname -a)")
     run.set_defaults(func=cmd_run)

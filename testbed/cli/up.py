@@ -12,6 +12,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from rich.markup import escape
 from rich.table import Table
 
 from .. import accel as accel_mod
@@ -21,6 +22,7 @@ from ..errors import RunError
 from ..image import build_image, load_spec
 from ..kernel import obtain
 from ..progress import Step, console
+from ..qemu_cmd import kernel_args
 from .argtypes import positive_seconds
 
 
@@ -38,7 +40,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     choice = accel_mod.choose(args.accel, kernel.bzimage)
     step = Step(f"up {Path(path).stem}")
     with step.phase("start the supervisor, boot, lay out the overlay"):
-        run = supervisor.start(path, kernel, image, choice, args.boot_timeout, on_phase=step.update)
+        run = supervisor.start(path, kernel, image, choice, args.boot_timeout, on_phase=step.update,
+                               kernel_args=kernel_args(args.append or (), "up --append"))
     console.print(f"[green]up[/] in {step.elapsed():.1f}s: {run.topology}, kernel {run.kernel}, "
                   f"{choice.accel} ({choice.reason})")
     print(run.describe)
@@ -56,10 +59,14 @@ def cmd_status(args: argparse.Namespace) -> int:
     for column in ("run", "topology", "kernel", "accel", "since", "supervisor", "VMs (containers)"):
         table.add_column(column)
     for run in runs:
-        vms = "; ".join(f"{vm} ({', '.join(cs) or '-'})" for vm, cs in run.vms.items())
+        vms = "; ".join(f"{vm} ({', '.join(cs) or '-'})" + (" [red]down[/]" if vm in run.degraded else "")
+                        for vm, cs in run.vms.items())
         table.add_row(run.run_id, run.topology, run.kernel, run.accel, run.started,
                       f"{run.pid}" + ("" if run.alive() else " [red]dead[/]"), vms)
     console.print(table)
+    for run in runs:
+        for vm, what in run.degraded.items():
+            console.print(f"[red]run {run.run_id} degraded[/]: vm {vm}: {escape(what)}", soft_wrap=True)
     return 0
 
 
@@ -120,6 +127,8 @@ def add_parsers(sub) -> None:
     up.add_argument("--kernel-src", type=Path, help="build this local tree in place and boot it")
     up.add_argument("--source", help="source name from kernel-config/kernel.toml")
     up.add_argument("--accel", default="auto", choices=("auto", "kvm", "tcg"))
+    up.add_argument("--append", metavar="ARGS",
+                    help="extra kernel arguments for every VM, e.g. 'panic=5 sysrq_always_enabled'")
     up.add_argument("--boot-timeout", type=positive_seconds, default=180.0, help="seconds per VM (default: 180)")
     up.set_defaults(func=cmd_up)
 
