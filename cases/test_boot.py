@@ -9,7 +9,9 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from testbed.errors import GuestCommandTimeout
+from testbed.errors import GuestCommandTimeout, MachineError
+from testbed.fabric import runtime_dir
+from testbed.qemu_cmd import MachineSpec, kernel_args
 
 pytestmark = pytest.mark.vm
 
@@ -51,6 +53,26 @@ def test_guest_command_timeout_is_a_clear_error(machine):
     # the guest killed the command and still answers
     assert machine.run("echo alive", check=True).stdout.strip() == "alive"
     assert "sleep 30" not in machine.run("ps -eo args", check=True).stdout
+
+
+def test_a_boot_past_its_deadline_names_the_vm_the_time_and_the_console(kernel, guest_image, accel, backend,
+                                                                         fabric):
+    """What a user needs when a guest does not come up: which VM, how long, what the console showed last.
+
+    The deadline is shorter than any boot; loglevel=7 (an extra kernel
+    argument, after the default 5) puts the boot's lines on the console.
+    """
+    spec = MachineSpec(name="slowpoke", kernel=kernel.bzimage, image=guest_image.root, accel=accel.accel,
+                       netns=backend.netns(fabric), append=kernel_args("loglevel=7", "test"))
+    vm = backend.machine(spec, runtime_dir(fabric.run_id) / "slowpoke", 0.5, fabric, fabric.run_id)
+    with pytest.raises(MachineError) as info:
+        with vm:
+            pass
+    message = str(info.value)
+    assert message.startswith("slowpoke: the guest did not come up within 0.5 s"), message
+    assert "console's last lines" in message and "Linux version" in message, message
+    assert "VSERPORT_CHANGE" not in message
+    assert not vm.is_running()
 
 
 def test_guest_command_result_carries_status_and_streams(machine):

@@ -90,6 +90,7 @@ def configure(step: Step, tree: Path, build: Path | None, base: str | None,
     Returns the final config; raises naming the first options dropped.
     """
     config = (build or tree) / ".config"
+    requested = [(origin, kconfig.parse_config_file(path)) for origin, path in fragments]  # malformed: stop now
     with step.phase("configure"):
         env = _compiler_env()
         if base is not None:
@@ -98,7 +99,6 @@ def configure(step: Step, tree: Path, build: Path | None, base: str | None,
                   *[str(p) for _, p in fragments]], log, cwd=tree, env=env)
         step.run(_make(tree, build, "olddefconfig"), log, env=env)
     final = kconfig.parse_config_file(config)
-    requested = [(origin, kconfig.parse_config_file(path)) for origin, path in fragments]
     problems = kconfig.verify(requested, final)
     if problems:
         first = problems[0]

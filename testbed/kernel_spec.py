@@ -14,7 +14,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import tomlconf
+from . import kconfig, tomlconf
 from .cache import sha256_bytes, sha256_file, sha256_file_memo
 from .errors import ConfigError
 
@@ -192,6 +192,8 @@ class BuildSpec:
 
 def resolve(catalog: KernelCatalog, variant_name: str, source_name: str | None = None) -> BuildSpec:
     variant = catalog.variant(variant_name)
+    for fragment in variant.fragments:  # a malformed line is named now, not after a source unpack and configure
+        kconfig.parse_config_file(fragment)
     source = catalog.source(source_name)
     return BuildSpec(
         variant=variant,

@@ -107,8 +107,14 @@ class Machine(MachineCommon):
         deadline = self._started + self.boot_timeout
         self.qmp("cont")
         try:
-            self._wait_event_until("VSERPORT_CHANGE", {"id": AGENT_PORT_ID, "open": True}, deadline,
-                                   self._check_boot)
+            try:
+                self._wait_event_until("VSERPORT_CHANGE", {"id": AGENT_PORT_ID, "open": True}, deadline,
+                                       self._check_boot)
+            except MachineError:
+                if self.is_running() and time.monotonic() >= deadline:  # the deadline, not a death
+                    raise MachineError(f"{self.name}: the guest did not come up within {self.boot_timeout:g} s "
+                                       "(its agent never opened its port)") from None
+                raise
             agent = GuestAgent(self.files.agent, self.name)
             try:
                 agent.connect(max(deadline - time.monotonic(), 5.0), alive=self._check_boot)
@@ -116,7 +122,9 @@ class Machine(MachineCommon):
                 agent.close()
                 raise
         except MachineError as exc:
-            raise MachineError(f"{exc}; console tail:\n{self.console.tail(20)}") from None
+            tail = self.console.tail(20).strip()
+            raise MachineError(f"{exc}; the console's last lines ({self.files.console}):\n"
+                               f"{tail or '(the console stayed empty: the kernel printed nothing)'}") from None
         self._agent = agent
         self.boot_seconds = time.monotonic() - self._started
         return self.boot_seconds

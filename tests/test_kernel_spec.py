@@ -9,7 +9,7 @@ import pytest
 
 from testbed import kernel_spec
 from testbed.errors import ConfigError
-from testbed.kernel_spec import BuildSpec, load_catalog
+from testbed.kernel_spec import BuildSpec, load_catalog, resolve
 
 
 def make_config_dir(tmp_path: Path, toml: str, files: dict[str, str] | None = None) -> Path:
@@ -126,3 +126,13 @@ def test_cache_key_changes_with_every_input(change):
 def test_cache_key_ignores_where_the_source_lives():
     moved = kernel_spec.KernelSource("other-name", tarball=Path("/elsewhere/t"))
     assert _spec(source=moved).key == _spec().key
+
+
+def test_a_malformed_fragment_line_is_named_before_anything_is_built(tmp_path, monkeypatch):
+    """resolve() is the first step of every build: the bad line stops it there, not after configure."""
+    d = make_config_dir(tmp_path, GOOD, {"base.config": "CONFIG_VXLAN=y\nCONFG_OOPS y\n", "patches/prism/series": "",
+                                         "linux.tar.xz": "x"})
+    catalog = load_catalog(d)
+    with pytest.raises(ConfigError, match=r"base.config:2: not a Kconfig assignment") as info:
+        resolve(catalog, "vanilla")
+    assert "\n" not in str(info.value)
