@@ -32,6 +32,10 @@ MAX_STEPS = 12
 # Once a rate holds the regime, the next step must hold it too before the point counts:
 # a load that is bistable at one rate is not an operating point.
 CONFIRM = 2
+# A step counts toward the point only if its queue stood in at least this share of its window,
+# well above the STANDING_SHARE (75 %) a run needs: a base whose queue stood in 79 % of its
+# window put the chosen rate at the regime's edge, and 9 of 20 runs there then missed it.
+FIRM_OCCUPANCY = 0.95
 # The chosen rate: the base times this. A little above the knee: the queue stands, while the
 # host (sender, vCPUs) is loaded no more than it must be.
 MARGIN = 1.1
@@ -88,6 +92,7 @@ class Calibration:
                 "sender_ceiling_pps": self.sender_ceiling_pps, "sender_probe": self.sender_probe,
                 "host": self.host, "seconds": round(self.seconds, 1),
                 "constants": {"start_pps": START_PPS, "growth": GROWTH, "confirm": CONFIRM, "margin": MARGIN,
+                              "firm_occupancy": FIRM_OCCUPANCY,
                               "sender_kept": SENDER_KEPT, "step_settle": STEP_SETTLE, "step_window": STEP_WINDOW},
                 "steps": [s.to_dict() for s in self.steps]}
 
@@ -96,13 +101,14 @@ def choose(steps: list[Step]) -> tuple[float | None, str]:
     """The operating point from a ramp: (rate, why), rate None when the regime was not held.
 
     Steps are taken in order of rate (a refining step may come last). The
-    lowest rate that starts CONFIRM consecutive steps holding the regime is
+    lowest rate that starts CONFIRM consecutive steps holding the regime
+    firmly (queue standing in FIRM_OCCUPANCY of the window) is
     the point's base; the rate chosen is the base times MARGIN, which lies
     below the next step up, so between two rates that both held. Pure, so
     the rule is unit-tested on made-up ramps.
     """
     ordered = sorted(steps, key=lambda s: s.target_pps)
-    held = [s.regime.valid and s.sender_kept_up for s in ordered]
+    held = [s.regime.valid and s.sender_kept_up and s.regime.occupancy >= FIRM_OCCUPANCY for s in ordered]
     for i in range(len(ordered) - CONFIRM + 1):
         if all(held[i:i + CONFIRM]):
             first, last = ordered[i], ordered[i + CONFIRM - 1]

@@ -11,17 +11,25 @@ from testbed.errors import ConfigError, VerdictError
 from testbed.regime import Regime
 
 
-def step(rate: float, valid: bool, *, sent: float | None = None, headroom: bool = True, occupancy: float = 0.0):
+def step(rate: float, valid: bool, *, sent: float | None = None, headroom: bool = True,
+         occupancy: float | None = None):
+    occupancy = (1.0 if valid else 0.0) if occupancy is None else occupancy
     regime = Regime(required=True, valid=valid, why=f"server: {'standing' if valid else 'invalid'} at {rate}",
                     standing=valid or not headroom, headroom=headroom, occupancy=occupancy)
     return Step(rate, rate if sent is None else sent, 0, regime)
 
 
 def test_the_first_confirmed_rate_times_the_margin_is_chosen():
-    steps = [step(2000, False), step(3000, True, occupancy=0.8), step(4500, True, occupancy=0.9)]
+    steps = [step(2000, False), step(3000, True, occupancy=0.97), step(4500, True, occupancy=1.0)]
     rate, why = choose(steps)
     assert CONFIRM == 2 and rate == pytest.approx(3000 * MARGIN)
     assert "held from 3000 pps for 2 steps" in why and should_stop(steps)
+
+
+def test_a_step_that_only_just_held_is_not_the_base():
+    """Valid at 79 % occupancy (a run needs 75 %): the chosen rate would sit at the regime's edge."""
+    steps = [step(15188, False), step(18601, True, occupancy=0.79), step(22781, True), step(34172, True)]
+    assert choose(steps)[0] == pytest.approx(22781 * MARGIN)
 
 
 def test_one_refining_step_between_the_base_and_the_step_below_it():
