@@ -42,36 +42,63 @@ def prism_stat(vm) -> dict[str, int]:
     return parse_prism_stat(vm.run("cat /proc/net/prism_stat", check=True).stdout)
 
 
-def priority_enqueued_by(prism: Traffic, threshold: int, dscp: int) -> int:
-    """Packets the client VM put in a priority backlog while c1 sent TCP to s2 with the given TOS."""
+def priority_enqueued_by(prism: Traffic, threshold: int, dscp: int, *, across_netns: bool) -> int:
+    """Packets the client VM put in a priority backlog while a TCP sender with the given TOS ran.
+
+    across_netns: c1 sends to s2, so its packets cross c1's veth into the
+    VM's namespace; else the sender and receiver are in the VM's own
+    namespace and the packets cross loopback. Both reach the VM's backlog.
+    """
     deployment = prism.deployment
     client = deployment.vm("client")
     client.run(f"echo {threshold} > /proc/sys/net/core/prism_sk_priority", check=True)
     spec = Iperf3Spec(f"sk-priority-{threshold}-{dscp}", "c1", "s2", port=5301, dscp=dscp)
     before = prism_stat(client)
-    deployment.container("s2").spawn(spec.server_command())
-    time.sleep(0.3)
-    result = deployment.container("c1").exec(spec.client_command(deployment.container("s2").address, 2), timeout=60)
-    assert result.exit_code == 0, f"iperf3 c1 -> s2 failed: {result.stderr or result.stdout}"
+    if across_netns:
+        deployment.container("s2").spawn(spec.server_command())
+        time.sleep(0.3)
+        result = deployment.container("c1").exec(spec.client_command(deployment.container("s2").address, 2),
+                                                 timeout=60)
+    else:
+        client.run(f"{spec.server_command()} -D", check=True)
+        time.sleep(0.3)
+        result = client.run(spec.client_command("127.0.0.1", 2), timeout=60)
+    assert result.exit_code == 0, f"iperf3 with TOS {dscp << 2:#x} failed: {result.stderr or result.stdout}"
     return prism_stat(client)["prio_enqueued"] - before["prio_enqueued"]
 
 
 def test_socket_priority_threshold_marks_what_a_socket_sends(prism):
     """A socket at or above net.core.prism_sk_priority has its packets marked on transmit; below it, none.
 
-    c1's TCP packets cross its veth into the client VM's backlog: marked
-    ones go to the priority queue (prio_enqueued). Port 5301 and DSCP 4 are
-    in neither of the mix's sets, so nothing else can mark them.
+    A sender in the VM's own namespace, over loopback: marked packets go to
+    the VM's priority backlog (prio_enqueued). Port 5301 and DSCP 4 are in
+    neither of the mix's sets, so nothing else can mark them.
     """
     try:
-        marked = priority_enqueued_by(prism, SK_PRIORITY, LOW_DELAY_DSCP)
-        below = priority_enqueued_by(prism, SK_PRIORITY, 0)
-        disabled = priority_enqueued_by(prism, 0, LOW_DELAY_DSCP)
+        marked = priority_enqueued_by(prism, SK_PRIORITY, LOW_DELAY_DSCP, across_netns=False)
+        below = priority_enqueued_by(prism, SK_PRIORITY, 0, across_netns=False)
+        disabled = priority_enqueued_by(prism, 0, LOW_DELAY_DSCP, across_netns=False)
     finally:
         prism.deployment.vm("client").run("echo 0 > /proc/sys/net/core/prism_sk_priority")
     assert marked > 100, f"sk_priority {SK_PRIORITY} >= threshold: only {marked} packets queued as priority"
     assert below == 0, f"sk_priority 0 below threshold {SK_PRIORITY}: {below} packets queued as priority"
     assert disabled == 0, f"threshold 0 (off): {disabled} packets queued as priority"
+
+
+def test_a_container_cannot_mark_its_own_traffic_priority_in_the_vm(prism):
+    """A mark set in a container's namespace does not count in the VM's: there the headers decide.
+
+    c1 sends TCP with IP_TOS 0x10 (socket priority 6, at the threshold):
+    marked in c1's namespace, its packets cross the veth into the VM's
+    namespace, where neither port 5301 nor DSCP 4 is listed. The VM's stack
+    must not queue them as priority (the series' first version did: a
+    container could make its own bulk priority host-wide).
+    """
+    try:
+        crossed = priority_enqueued_by(prism, SK_PRIORITY, LOW_DELAY_DSCP, across_netns=True)
+    finally:
+        prism.deployment.vm("client").run("echo 0 > /proc/sys/net/core/prism_sk_priority")
+    assert crossed == 0, f"{crossed} packets c1 marked in its own namespace were queued as priority in the VM's"
 
 
 # Waits (in the guest, up to 60 s) until CPU 1's priority backlog has taken 2000
