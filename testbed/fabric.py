@@ -262,18 +262,7 @@ def _host_taps() -> dict[str, str]:
 
 def _qemu_pids_of(run_id: str) -> list[int]:
     """QEMU processes whose command line names this run's directory."""
-    marker = str(runtime_dir(run_id)) + "/"
-    pids = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            argv = (proc / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if argv and b"qemu-system" in argv[0] and any(marker.encode() in a for a in argv):
-            pids.append(int(proc.name))
-    return pids
+    return [user.pid for user in qemu_users() if user.run_id == run_id]
 
 
 def _recorded_runs() -> set[str]:
