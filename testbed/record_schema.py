@@ -62,7 +62,7 @@ def problem(record: Any, shape: Any = None, where: str = "") -> str | None:
     shape = RECORD if shape is None else shape
     if isinstance(shape, dict):
         if not isinstance(record, dict):
-            return f"{where or 'the record'} is a {_name(type(record))}, not a dict"
+            return f"{where.rstrip('.') or 'the record'} is a {_name(type(record))}, not a dict"
         for key, sub in shape.items():
             if key not in record:
                 return f"no {where}{key}"
@@ -74,7 +74,7 @@ def problem(record: Any, shape: Any = None, where: str = "") -> str | None:
             return f"{where.rstrip('.')} is a {_name(type(record))}, not a {shape.container.__name__}"
         items = record.items() if isinstance(record, dict) else enumerate(record)
         for key, value in items:
-            if (found := problem(value, shape.shape, f"{where}{key}.")) is not None:
+            if (found := problem(value, shape.shape, f"{where}{_shown(key)}.")) is not None:
                 return found
         return None
     if isinstance(shape, Row):
@@ -90,6 +90,12 @@ def problem(record: Any, shape: Any = None, where: str = "") -> str | None:
     if not isinstance(record, kinds):
         return f"{where.rstrip('.')} is a {_name(type(record))}, not a {' or '.join(_name(k) for k in kinds)}"
     return None
+
+
+def _shown(key: object) -> str:
+    """A record's own key as it can be printed on one line."""
+    text = str(key)
+    return text if text and text.isprintable() and "." not in text else repr(text)
 
 
 def _name(kind: type) -> str:

@@ -145,3 +145,13 @@ def test_report_plot_path_is_checked_before_anything_is_written(records, tmp_pat
     runs = _directory_of_records(records, tmp_path)
     assert cli.main(["report", "--plot", plot, str(runs)]) == 2
     assert says in capsys.readouterr().err and not Path("/nonexistent").exists()
+
+
+def test_a_damaged_record_with_an_odd_key_is_still_one_line(records, tmp_path):
+    data = json.loads(json.dumps(records[0]))
+    data["flows"]["\n"] = None  # found by the fuzz test: the key went into the message as is
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(ConfigError, match=r"flows\.'\\n' is a null, not a dict") as info:
+        report.load_records([path])
+    assert "\n" not in str(info.value)
