@@ -29,7 +29,10 @@ from testbed.prism_knobs import parse_setting
 ROOT = Path(__file__).resolve().parent.parent
 TOPOLOGY = (ROOT / "cases/topologies/two-vm.toml").read_text()
 MIX = (ROOT / "cases/mixes/overlay-flood.toml").read_text()
-FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+# Derandomized: the same examples on every run, so the suite does not fail on one run and pass on the
+# next; to explore further, run with --hypothesis-seed=random (new finds become cases in test_report etc.).
+FUZZ = settings(max_examples=200, deadline=None, derandomize=True, database=None,
+                suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 # TOML values a user might put where another was meant
 toml_values = st.one_of(
