@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import tempfile
 from pathlib import Path
@@ -30,8 +31,9 @@ ROOT = Path(__file__).resolve().parent.parent
 TOPOLOGY = (ROOT / "cases/topologies/two-vm.toml").read_text()
 MIX = (ROOT / "cases/mixes/overlay-flood.toml").read_text()
 # Derandomized: the same examples on every run, so the suite does not fail on one run and pass on the
-# next; to explore further, run with --hypothesis-seed=random (new finds become cases in test_report etc.).
-FUZZ = settings(max_examples=200, deadline=None, derandomize=True, database=None,
+# next. PRISM_FUZZ=explore draws new ones (a find becomes a plain case, as in test_report).
+EXPLORE = os.environ.get("PRISM_FUZZ") == "explore"
+FUZZ = settings(max_examples=2000 if EXPLORE else 200, deadline=None, derandomize=not EXPLORE, database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 # TOML values a user might put where another was meant
