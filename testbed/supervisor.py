@@ -277,7 +277,10 @@ class Supervisor:
             return self._exec_in(vm_name, container, command, timeout)
         except TestbedError as exc:
             self.look()
-            vm = self.deployment.container(container).machine.name if container else str(vm_name)
+            vm = str(vm_name)
+            if container:
+                with contextlib.suppress(KeyError):  # an unknown container: its own error says so
+                    vm = self.deployment.container(container).machine.name
             if vm in self.degraded:  # what happened to the VM, not what the broken connection said
                 raise RunError(f"vm {vm} is down: {self.degraded[vm]} (then: {exc})") from None
             raise
