@@ -31,10 +31,9 @@ TWO_VM = pytest.mark.parametrize("topology", ["two-vm"], indirect=True)
 def backend(request: pytest.FixtureRequest) -> Backend:
     """This module's VMs are libvirt domains, whatever --backend says."""
     uri = request.config.getoption("libvirt_uri")
-    try:
-        libvirt_machine.connect(uri).close()
-    except Exception as exc:  # a one-line reason, not a traceback from every case
-        pytest.fail(f"libvirt backend: {exc}", pytrace=False)
+    usable, why = libvirt_machine.probe(uri)  # the doctor's check: a reason once, not a boot timeout per case
+    if not usable:
+        pytest.fail(f"libvirt backend: {why}", pytrace=False)
     return Backend("libvirt", uri)
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import accel as accel_mod
-from . import fabric
+from . import fabric, libvirt_machine
 from .cache import Store, cache_root, tree_size
 from .errors import ConfigError
 from .qemu_cmd import qemu_binary
@@ -105,6 +105,14 @@ def check_netns() -> Check:
     return Check("network namespaces", "ok", "created and deleted a test namespace", required=True)
 
 
+def check_libvirt(probe: Callable[[], tuple[bool, str]] = libvirt_machine.probe) -> Check:
+    """The optional backend: said once here, with the reason, rather than by every case that would use it."""
+    usable, why = probe()
+    if usable:
+        return Check("libvirt backend", "ok", why)
+    return Check("libvirt backend", "warn", f"--backend libvirt cannot run here: {why}")
+
+
 def check_unrecorded() -> Check:
     found = fabric.unrecorded()
     if not found:
@@ -165,7 +173,8 @@ def check_cache_size() -> Check:
 
 
 CHECKS: tuple[Callable[[], Check], ...] = (check_qemu, check_kvm, check_vhost, check_tun, check_netns,
-                                           check_unrecorded, check_ccache, check_disk, check_cache_size)
+                                           check_libvirt, check_unrecorded, check_ccache, check_disk,
+                                           check_cache_size)
 
 
 def run_checks(checks=CHECKS) -> list[Check]:

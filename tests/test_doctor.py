@@ -110,3 +110,15 @@ def test_unrecorded_leftovers_are_named_and_left_alone(monkeypatch):
     assert check.status == "warn" and "prism-userlab" in check.detail and "left alone" in check.detail
     monkeypatch.setattr(fabric, "unrecorded", lambda: [])
     assert doctor.check_unrecorded().status == "ok"
+
+
+def test_a_libvirt_backend_that_cannot_run_says_why_once_as_a_warning():
+    check = doctor.check_libvirt(lambda: (False, "libvirt: getDomainCapabilities did not return within 30s"))
+    assert check.status == "warn" and not check.required
+    assert check.detail == ("--backend libvirt cannot run here: "
+                            "libvirt: getDomainCapabilities did not return within 30s")
+
+
+def test_a_working_libvirt_backend_is_ok():
+    check = doctor.check_libvirt(lambda: (True, "libvirt 9.0.0 at qemu:///system: TCG"))
+    assert check.status == "ok" and check.detail.startswith("libvirt 9.0.0")
