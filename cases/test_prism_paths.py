@@ -1,7 +1,8 @@
 """PRISM's rarely taken paths, exercised in a running guest.
 
-The socket-priority threshold (transmit-side marking without a port) and
-CPU hot-unplug with a busy priority backlog (dev_cpu_dead must move the
+The socket-priority threshold (transmit-side marking without a port), a
+marked flow of which some packets arrive cloned (tc mirred, packet sockets),
+and CPU hot-unplug with a busy priority backlog (dev_cpu_dead must move the
 priority queues like the normal ones). Hot-unplug breaks CPU pinnings and
 interrupt affinities for the rest of the boot, so these cases have their
 own deployment (this module) and the unplug case comes last.
@@ -10,6 +11,7 @@ own deployment (this module) and the unplug case comes last.
 from __future__ import annotations
 
 import dataclasses
+import re
 import shlex
 import time
 
@@ -99,6 +101,55 @@ def test_a_container_cannot_mark_its_own_traffic_priority_in_the_vm(prism):
     finally:
         prism.deployment.vm("client").run("echo 0 > /proc/sys/net/core/prism_sk_priority")
     assert crossed == 0, f"{crossed} packets c1 marked in its own namespace were queued as priority in the VM's"
+
+
+# Mirrors the VXLAN packets on the server's eth0 whose probe sequence number is
+# odd to a throwaway veth (tc mirred clones them), so exactly those reach the
+# VXLAN device's gro_cell cloned. Offsets from the outer IPv4 header: outer IPv4
+# 20 + UDP 8 + VXLAN 8 + inner Ethernet 14 + inner IPv4 20 + UDP 8 = 78 to the
+# probe payload, whose sequence number's last byte is payload byte 11 (89): the
+# second byte of the word at 88.
+MIRROR_ODD_PROBES = """
+ip link add ptmir0 type veth peer name ptmir1
+ip link set ptmir0 up && ip link set ptmir1 up
+tc qdisc add dev eth0 ingress
+tc filter add dev eth0 parent ffff: protocol ip prio 1 u32 match u32 0x00010000 0x00010000 at 88 \
+  action mirred egress mirror dev ptmir0
+"""
+UNMIRROR = "tc qdisc del dev eth0 ingress; ip link del ptmir0"
+
+
+def mirrored_packets(vm) -> int:
+    """Packets the mirror action took a clone of (its `Sent … pkt` counter)."""
+    out = vm.run("tc -s filter show dev eth0 ingress", check=True).stdout
+    sent = re.findall(r"Sent \d+ bytes (\d+) pkt", out)
+    assert sent, f"no mirred statistics in tc's output:\n{out}"
+    return int(sent[-1])
+
+
+def test_a_marked_flow_partly_cloned_stays_in_order(prism):
+    """Half of a priority flow's packets arrive cloned at the VXLAN gro_cell; the flow stays in order.
+
+    GRO must not touch a clone's shared data, so gro_cells_receive() sends
+    cloned packets to the backlog, which PRISM polls ahead of the cell while
+    it holds marked packets: odd probes overtook even ones still waiting on
+    the cell (issue 13, item 6). Here tc mirrors every odd probe (a packet
+    socket with a filter does the same), at 2000 probes/s so that two probes
+    often share a NIC poll.
+    """
+    server = prism.deployment.vm("server")
+    mix = mix_mod.load(MIX)
+    fast = dataclasses.replace(mix.flows_of(mix_mod.PRIORITY)[0], name="priority-fast", rate=2000, count=8000)
+    quiet = dataclasses.replace(mix.without_bulk(), name=f"{MIX}-mirrored", probes=(fast,),
+                                classes={fast.name: mix_mod.PRIORITY})
+    server.run(MIRROR_ODD_PROBES, check=True)
+    try:
+        run = prism.run(quiet)
+        mirrored = mirrored_packets(server)
+    finally:
+        server.run(UNMIRROR)
+    assert mirrored >= fast.count // 4, f"tc mirrored only {mirrored} packets: the clones were not made"
+    assert_intact(run.results(), flow=fast.name)
 
 
 # Waits (in the guest, up to 60 s) until CPU 1's priority backlog has taken 2000
