@@ -149,7 +149,10 @@ def test_a_marked_flow_partly_cloned_stays_in_order(prism):
     finally:
         server.run(UNMIRROR)
     assert mirrored >= fast.count // 4, f"tc mirrored only {mirrored} packets: the clones were not made"
-    assert_intact(run.results(), flow=fast.name)
+    # Loss is not this case's question: at 2000/s from a busy 2-core host some probes
+    # drop (197 of 8000 once, the sender 110 ms late at its p99); order is.
+    found = assert_intact(run.results(), flow=fast.name, tolerate=("lost",))
+    assert found.received >= 0.9 * found.sent, f"too few probes arrived to judge their order:\n{found.table()}"
 
 
 # Moves the NIC's receive interrupts to CPU 1 (marked packets stay on the CPU
