@@ -342,8 +342,12 @@ class LibvirtMachine(MachineCommon):
 
     # --- control ---------------------------------------------------------------------
 
-    def how_to_reach(self) -> str:
-        """For --keep and describe(): the domain, and where its console goes."""
+    def how_to_reach(self, agent_free: bool = True) -> str:
+        """For --keep and describe(): the domain, and where its console goes.
+
+        agent_free is the QEMU backend's concern (its agent socket takes one
+        client); libvirt shares its agent connection, so it changes nothing.
+        """
         return (f"{self.name}: libvirt domain {self.domain_name} on {self.uri} (virsh -c '{self.uri}' dumpxml "
                 f"{self.domain_name}; it ends with this process: AUTODESTROY); console log {self.files.console} "
                 "(the testbed holds the console: `virsh console --force` takes it over)")

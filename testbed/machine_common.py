@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Self
@@ -11,14 +12,38 @@ from .guest_agent import CommandResult
 from .splat import ConsoleWatcher
 
 
-class MachineCommon:
+class MachineCommon(ABC):
     """What the QEMU and libvirt machines share: boot, commands, splats, the console across boots.
 
     They differ in how they start a guest and reach its agent, not in how a
-    command runs once it is there. A subclass has `_agent`, `is_running()`,
-    `launch()`, `wait_ready()`, `shutdown()`, `_emulator_died()`, `console`,
-    `crashes`, `files` and `name`.
+    command runs once it is there. A backend implements the abstract methods
+    below, with these signatures (a unit test compares them), and has
+    `_agent`, `console`, `crashes`, `files` and `name`.
     """
+
+    @abstractmethod
+    def launch(self) -> None:
+        """Start the guest (paused until wait_ready, where the backend can); MachineError names the cause."""
+
+    @abstractmethod
+    def wait_ready(self) -> float:
+        """Let the guest run and wait for its agent; seconds from launch to its answer."""
+
+    @abstractmethod
+    def shutdown(self, timeout: float = 5.0) -> int | None:
+        """End the guest and release what it held; idempotent. The emulator's exit status where known."""
+
+    @abstractmethod
+    def is_running(self) -> bool:
+        """The guest's emulator is alive."""
+
+    @abstractmethod
+    def _emulator_died(self) -> str | None:
+        """Why the emulator ended during boot, or None if it did not."""
+
+    @abstractmethod
+    def how_to_reach(self, agent_free: bool = True) -> str:
+        """Where the VM and its logs are, for --keep and `up` (agent_free: nobody holds its agent)."""
 
     def __enter__(self) -> Self:
         """Launch and wait for the guest; one relaunch if the emulator itself died during boot.
@@ -49,7 +74,7 @@ class MachineCommon:
     def __exit__(self, *exc) -> None:
         self.shutdown()
 
-    def _before_relaunch(self) -> None:
+    def _before_relaunch(self) -> None:  # noqa: B027 - optional hook: most backends have nothing to undo
         """Undo what the dead boot left that the next launch would trip over."""
 
     def run(self, command: str | Sequence[str], timeout: float = 30.0, check: bool = False,
