@@ -44,8 +44,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .latency import _Json, percentile
-from .verdict import ProbeRecord
+from .latency import percentile
+from .records import JsonData, ProbeRecord
 
 COMPONENTS = ("to_namespace", "namespace_wait", "reflector", "back")
 TITLES = {"to_namespace": "host → namespace", "namespace_wait": "wait in namespace", "reflector": "reflector",
@@ -103,7 +103,7 @@ def split(r: ProbeRecord, offset_ns: int) -> ProbeSplit | None:
 
 
 @dataclass(frozen=True)
-class Component(_Json):
+class Component(JsonData):
     """One part of a flow's RTT over its probes, µs; share is its part of the mean RTT."""
 
     p50: float
@@ -119,7 +119,7 @@ class Component(_Json):
 
 
 @dataclass(frozen=True)
-class FlowBreakdown(_Json):
+class FlowBreakdown(JsonData):
     """A flow's RTT in four parts over its stamped probes.
 
     Each part's p50 and p99 are its own percentiles (they do not add up to
@@ -196,7 +196,7 @@ def restore_stamps(sent_ns: int, stamps: Sequence[int | None]) -> tuple[int | No
 Summary = FlowBreakdown | Mapping | None
 
 
-def _plain(summary: Summary) -> Mapping | None:
+def plain(summary: Summary) -> Mapping | None:
     return summary.to_dict() if isinstance(summary, FlowBreakdown) else summary
 
 
@@ -217,7 +217,7 @@ def breakdown_rows(per_label_per_flow: Mapping[str, Mapping[str, Summary]]) -> l
     out = [list(BREAKDOWN_HEADER)]
     for label, flows in per_label_per_flow.items():
         for flow, summary in flows.items():
-            s = _plain(summary)
+            s = plain(summary)
             if s is None:
                 out.append([label, flow, "0", "-", "-", "-", "-", "-", "no guest stamps", "-"])
                 continue
@@ -242,7 +242,7 @@ def stacked_plot(summaries: Mapping[str, Mapping[str, Summary]], path: Path,
     import matplotlib.pyplot as plt
 
     bars = [(f"{label}\n{flow}", s) for label, flows in summaries.items() for flow, summary in flows.items()
-            if (s := _plain(summary)) is not None]
+            if (s := plain(summary)) is not None]
     colors = {"to_namespace": "tab:blue", "namespace_wait": "tab:red", "reflector": "tab:green", "back": "tab:cyan"}
     fig, ax = plt.subplots(figsize=(max(5.0, 1.2 * len(bars) + 2), 5), dpi=110)
     xs = range(len(bars))

@@ -18,19 +18,14 @@ samples take milliseconds in pure Python.
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import math
 import random
 import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from .errors import VerdictError
-
-if TYPE_CHECKING:
-    from .verdict import ProbeRecord
+from .records import JsonData, ProbeRecord, text_table
 
 FASTER = "faster"
 SLOWER = "slower"
@@ -39,21 +34,6 @@ DEFAULT_LEVEL = 0.95
 DEFAULT_RESAMPLES = 2000
 
 
-class _Json:
-    """Plain-data forms of the results for the JSON report; times are microseconds."""
-
-    def to_dict(self) -> dict:
-        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2)
-
-
-def _plain(value: object) -> object:
-    """JSON has no infinity: an unbounded CI end becomes null."""
-    if isinstance(value, _Json):
-        return value.to_dict()
-    return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
 @dataclass(frozen=True)
@@ -145,7 +125,7 @@ def _check_bootstrap(level: float, resamples: int) -> None:
 
 
 @dataclass(frozen=True)
-class Interval(_Json):
+class Interval(JsonData):
     """A confidence interval at `level` (0.95 is 95 %)."""
 
     low: float
@@ -179,7 +159,7 @@ def bootstrap_ci(samples: FlowSamples, p: float, *, level: float = DEFAULT_LEVEL
 
 
 @dataclass(frozen=True)
-class LatencySummary(_Json):
+class LatencySummary(JsonData):
     """One flow's RTT distribution in microseconds, with bootstrap CIs of p50 and p99."""
 
     flow: str
@@ -212,7 +192,7 @@ def summarize(samples: FlowSamples, *, level: float = DEFAULT_LEVEL, resamples: 
 
 
 @dataclass(frozen=True)
-class Comparison(_Json):
+class Comparison(JsonData):
     """Flow a against flow b at one percentile: ratio a/b, its CI, and what that says."""
 
     a: str
@@ -230,7 +210,7 @@ class Comparison(_Json):
 
     def table(self) -> str:
         ci = f"{self.ratio_ci.level * 100:g}% CI"
-        return _table([
+        return text_table([
             ["flow", f"p{self.percentile:g} (us)", ci, "verdict"],
             [self.a, f"{self.a_value:.1f}", self.a_ci.text(), ""],
             [self.b, f"{self.b_value:.1f}", self.b_ci.text(), ""],
@@ -258,8 +238,3 @@ def compare(a: FlowSamples, b: FlowSamples, percentile: float = 99, *, level: fl
     verdict = FASTER if ratio_ci.high < 1 else SLOWER if ratio_ci.low > 1 else NO_DIFFERENCE
     return Comparison(a.flow, b.flow, percentile, va, vb, Interval.of(ra, level), Interval.of(rb, level),
                       va / vb, ratio_ci, verdict, resamples, seed)
-
-
-def _table(rows: list[list[str]]) -> str:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows)

@@ -26,8 +26,9 @@ from . import frames, probe, tcp_rr
 from .errors import VerdictError
 from .netns import socket_in
 from .overlay import host_overlay_address, host_overlay_address6
+from .records import ProbeRecord
 from .topology import VXLAN_PORT
-from .verdict import ProbeRecord, RunResults
+from .verdict import RunResults
 
 ETH_P_IP = 0x0800
 PACKET_OUTGOING = 4

@@ -29,7 +29,8 @@ from scipy import stats
 
 from .cache import atomic_write_text
 from .errors import VerdictError
-from .latency import DEFAULT_LEVEL, FASTER, SLOWER, Interval, _Json, _plain
+from .latency import DEFAULT_LEVEL, FASTER, SLOWER, Interval
+from .records import JsonData, plain
 
 SCHEMA = "prism-testbed/verdict/1"
 BASELINE = "vanilla"
@@ -47,7 +48,7 @@ _TIE = 1e-12
 
 
 @dataclass(frozen=True)
-class RoundVerdict(_Json):
+class RoundVerdict(JsonData):
     """Condition a against condition b at one percentile, over rounds; times are microseconds.
 
     b_flow is set when b is another flow of the same runs (priority against
@@ -72,7 +73,7 @@ class RoundVerdict(_Json):
 
     def to_dict(self) -> dict:
         out = super().to_dict()
-        out["ci"] = [_plain(self.ci.low), _plain(self.ci.high)]
+        out["ci"] = [plain(self.ci.low), plain(self.ci.high)]
         out["level"] = self.ci.level
         out["a_values"], out["b_values"] = list(self.a_values), list(self.b_values)
         out["valid_rounds"] = list(self.valid_rounds)
@@ -326,7 +327,7 @@ def verdicts_from_records(records: Sequence[Mapping], *, baseline: str = BASELIN
 
 
 @dataclass(frozen=True)
-class Rise(_Json):
+class Rise(JsonData):
     """How much load raises one condition's percentile: loaded rounds against unloaded runs, microseconds.
 
     ratio is the geometric mean of the loaded values over that of the
@@ -345,7 +346,7 @@ class Rise(_Json):
 
     def to_dict(self) -> dict:
         out = super().to_dict()
-        out["ci"] = None if self.ci is None else [_plain(self.ci.low), _plain(self.ci.high)]
+        out["ci"] = None if self.ci is None else [plain(self.ci.low), plain(self.ci.high)]
         out["level"] = None if self.ci is None else self.ci.level
         out["loaded_values"], out["unloaded_values"] = list(self.loaded_values), list(self.unloaded_values)
         return out

@@ -25,7 +25,7 @@ from . import probe
 from .errors import VerdictError
 from .netns import socket_in
 from .overlay import host_overlay_address, host_overlay_address6
-from .verdict import ProbeRecord
+from .records import ProbeRecord
 
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
 RESPONSE_TIMEOUT = 10.0  # seconds; past it the connection is given up and the rest counted lost

@@ -24,13 +24,12 @@ from .latency import (
     FlowSamples,
     Interval,
     LatencySummary,
-    _Json,
-    _table,
     bootstrap_ci,
     compare,
     percentile,
     summarize,
 )
+from .records import JsonData, ProbeRecord, text_table
 
 __all__ = [
     "DEFAULT_LEVEL", "DEFAULT_RESAMPLES", "FASTER", "NO_DIFFERENCE", "SLOWER", "Comparison", "FlowSamples",
@@ -39,39 +38,7 @@ __all__ = [
 ]
 
 @dataclass(frozen=True)
-class ProbeRecord:
-    """One probe as the traffic engine saw it; one record per probe sent.
-
-    received_ns is the first copy's arrival (None: never arrived) on the
-    sender's clock, so RTT = received_ns - sent_ns. Further copies are only
-    counted, in duplicate_count. length_ok and crc_ok describe the first copy
-    and mean nothing for a lost probe.
-
-    guest_*_ns are the stamps a UDP reflector wrote into the first copy, on
-    the guest's clock (not the sender's): the kernel's receive stamp of the
-    probe on the reflector's socket, when the reflector read it and when it
-    sent the reply; None where the reply carried none (ICMP, TCP, an old
-    reflector, a lost probe). testbed.breakdown splits the RTT with them.
-    """
-
-    flow: str
-    seq: int
-    sent_ns: int
-    received_ns: int | None
-    length_ok: bool
-    crc_ok: bool
-    duplicate_count: int = 0
-    guest_rx_ns: int | None = None
-    guest_read_ns: int | None = None
-    guest_send_ns: int | None = None
-
-    @property
-    def corrupted(self) -> bool:
-        return self.received_ns is not None and not (self.length_ok and self.crc_ok)
-
-
-@dataclass(frozen=True)
-class Integrity(_Json):
+class Integrity(JsonData):
     """What became of every probe of one flow.
 
     sent: records. received: probes that arrived at least once. lost: sent
@@ -114,7 +81,7 @@ class Integrity(_Json):
 
     def table(self) -> str:
         names = ["flow", "sent", "received", "lost", "duplicated", "reordered", "corrupted"]
-        return _table([names, [str(getattr(self, n)) for n in names]])
+        return text_table([names, [str(getattr(self, n)) for n in names]])
 
 
 @dataclass(frozen=True)
