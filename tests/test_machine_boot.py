@@ -54,8 +54,14 @@ class ScriptedMachine(MachineCommon):
     def _before_relaunch(self) -> None:
         self.log.append("release")
 
-    def shutdown(self) -> None:
+    def shutdown(self, timeout: float = 5.0) -> None:
         self.log.append("shutdown")
+
+    def is_running(self) -> bool:
+        return self._outcome == "ok"
+
+    def how_to_reach(self, agent_free: bool = True) -> str:
+        return f"{self.name}: scripted"
 
 
 def test_emulator_death_is_relaunched_once_and_recorded(tmp_path):
