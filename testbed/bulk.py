@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass, field
 
 from . import frames
+from .fabric import TRAFFIC_PORT
 from .netns import socket_in
 
 ETH_P_IP = 0x0800
@@ -133,7 +134,7 @@ class HostFlood:
 
     def __enter__(self) -> HostFlood:
         self._sock = socket_in(self._netns, socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_IP))
-        self._sock.bind(("tp0", ETH_P_IP))
+        self._sock.bind((TRAFFIC_PORT, ETH_P_IP))
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
         self._thread = threading.Thread(target=self._run, name=f"flood-{self.spec.name}", daemon=True)
         self._thread.start()

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from .accel import AccelChoice
 from .backend import AnyMachine, Backend
 from .errors import FabricError
-from .fabric import Fabric, new_run_id, runtime_dir
+from .fabric import TRAFFIC_PORT, Fabric, new_run_id, runtime_dir
 from .image import GuestImage
 from .kernel import Kernel
 from .overlay import (
@@ -166,7 +166,7 @@ class Deployment:
 
     def describe(self, agent_free: bool = True) -> str:
         """How to reach each VM and container (for `up` and --keep)."""
-        lines = [f"run {self.run_id} ({self.backend.describe()}): fabric netns {self.fabric.netns}, traffic port tp0 "
+        lines = [f"run {self.run_id} ({self.backend.describe()}): fabric netns {self.fabric.netns}, traffic port {TRAFFIC_PORT} "
                  f"({self.topology.traffic_port_address})"]
         for name, machine in self.machines.items():
             lines.append(f"  vm {name}: underlay {self.topology.underlay_of(self.topology.vm(name))}; "

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import FabricError
+from .topology import VXLAN_PORT, bridge_name, vxlan_name
 
 NETNS_PREFIX = "prism-"
 BRIDGE = "br0"
@@ -199,8 +200,8 @@ class Fabric:
         Laid out like a guest's (learning off, static FDB): flood entries for
         every peer VTEP and one entry per remote container MAC.
         """
-        vx, br = f"vx{vni}", f"ob{vni}"
-        ip("link", "add", vx, "mtu", str(mtu), "type", "vxlan", "id", str(vni), "local", local, "dstport", "4789",
+        vx, br = vxlan_name(vni), bridge_name(vni)
+        ip("link", "add", vx, "mtu", str(mtu), "type", "vxlan", "id", str(vni), "local", local, "dstport", str(VXLAN_PORT),
            "nolearning", "dev", TRAFFIC_PORT, netns=self.netns)
         ip("link", "add", br, "mtu", str(mtu), "address", mac, "type", "bridge", netns=self.netns)
         ip("link", "set", vx, "master", br, "up", netns=self.netns)

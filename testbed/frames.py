@@ -18,6 +18,7 @@ from scapy.layers.l2 import Ether
 from scapy.layers.vxlan import VXLAN
 from scapy.packet import Raw
 
+from .fabric import TRAFFIC_PORT
 from .netns import interface_mac
 from .overlay import host_overlay_address, host_overlay_address6, host_overlay_mac
 from .topology import VXLAN_PORT
@@ -70,7 +71,7 @@ def template(deployment, spec: FrameSpec) -> bytes:
     else:
         raise ValueError(f"protocol {spec.protocol!r}: frames are udp or icmp")
     frame = (
-        Ether(src=interface_mac(deployment.fabric.netns, "tp0"), dst=deployment.nic_mac(vm.name))
+        Ether(src=interface_mac(deployment.fabric.netns, TRAFFIC_PORT), dst=deployment.nic_mac(vm.name))
         / IP(src=t.traffic_port_address, dst=t.underlay_of(vm), ttl=64, tos=tos, id=0, flags="DF")
         / UDP(sport=outer_source_port(spec, container.address), dport=VXLAN_PORT, chksum=0)
         / VXLAN(vni=overlay.vni, flags=0x08)

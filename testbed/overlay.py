@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from .guest_agent import CommandResult
 from .machine import Machine
-from .topology import VXLAN_PORT, Container, Topology, Vm, docker_mac
+from .topology import VXLAN_PORT, Container, Topology, Vm, bridge_name, docker_mac, vxlan_name
 
 BUNDLES = "/run/prism/containers"
 CAPABILITIES = [
@@ -29,14 +29,6 @@ CAPABILITIES = [
     "CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_NET_RAW", "CAP_NET_ADMIN", "CAP_SYS_CHROOT", "CAP_SYS_NICE",
     "CAP_SYS_PTRACE", "CAP_SYS_RESOURCE", "CAP_IPC_LOCK", "CAP_AUDIT_WRITE", "CAP_MKNOD",
 ]
-
-
-def vxlan_name(vni: int) -> str:
-    return f"vx{vni}"
-
-
-def bridge_name(vni: int) -> str:
-    return f"ob{vni}"
 
 
 def veth_name(container: Container) -> str:

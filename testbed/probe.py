@@ -41,6 +41,7 @@ from .errors import VerdictError
 
 MAGIC = b"PRSM"
 VERSION = 2
+WARMUP_FLOW = 0xFFFF  # flow id of the probes that check a path before a run (never a mix's flow)
 _HEADER = struct.Struct("!4sBBHIQHH")
 HEADER_SIZE = _HEADER.size  # 24
 _STAMPS = struct.Struct("!QQQ")

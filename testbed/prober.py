@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 from . import frames, probe, tcp_rr
 from .errors import VerdictError
+from .fabric import TRAFFIC_PORT
 from .netns import socket_in
 from .overlay import host_overlay_address, host_overlay_address6
 from .records import ProbeRecord
@@ -34,7 +35,6 @@ ETH_P_IP = 0x0800
 PACKET_OUTGOING = 4
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
 SPIN_NS = 300_000  # sleep until this close to a probe's time, then spin
-WARMUP_FLOW = 0xFFFF  # flow id of the probes that check a path before a run
 PROBE_PROTOCOLS = ("udp", "icmp", "tcp")
 ICMP_HEADER = 8
 
@@ -177,17 +177,17 @@ class HostProber:
         self.flows = list(flows)
         self.grace = grace
         self.warmup_timeout = warmup_timeout
-        if WARMUP_FLOW in ids:
-            raise ValueError(f"flow id {WARMUP_FLOW} is reserved for warm-up probes")
+        if probe.WARMUP_FLOW in ids:
+            raise ValueError(f"flow id {probe.WARMUP_FLOW} is reserved for warm-up probes")
         self._by_id = {f.flow_id: f for f in flows}
         self._warm: set[int] = set()  # flow ids whose path has echoed a warm-up probe
 
     def _sockets(self) -> tuple[socket.socket, socket.socket, list[socket.socket]]:
         netns = self.deployment.fabric.netns
         tx = socket_in(netns, socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_IP))
-        tx.bind(("tp0", ETH_P_IP))
+        tx.bind((TRAFFIC_PORT, ETH_P_IP))
         rx = socket_in(netns, socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_IP))
-        rx.bind(("tp0", ETH_P_IP))
+        rx.bind((TRAFFIC_PORT, ETH_P_IP))
         rx.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
         rx.settimeout(0.2)
@@ -284,7 +284,7 @@ class HostProber:
                     target = "ICMP echo" if flow.protocol == "icmp" else f"port {flow.dport}"
                     raise VerdictError(f"probe flow {flow.name}: no echo from {flow.dst} {target} within "
                                        f"{self.warmup_timeout:g}s (is a reflector running there?)")
-                payload = probe.encode(WARMUP_FLOW, (flow.flow_id << 16) | (seq & 0xFFFF), time.time_ns(), flow.size)
+                payload = probe.encode(probe.WARMUP_FLOW, (flow.flow_id << 16) | (seq & 0xFFFF), time.time_ns(), flow.size)
                 tx.send(probe_frame(templates[flow.flow_id], flow, seq, payload))
                 seq += 1
                 time.sleep(0.05)
@@ -311,7 +311,7 @@ class HostProber:
                 foreign[0] += 1
                 continue
             key = (got.flow, got.seq)
-            if got.flow == WARMUP_FLOW:
+            if got.flow == probe.WARMUP_FLOW:
                 self._warm.add(got.seq >> 16)
             elif got.flow not in self._by_id:
                 foreign[0] += 1

@@ -23,7 +23,7 @@ from rich.table import Table
 from . import breakdown, record_schema, regime_report
 from .cache import atomic_write_text
 from .errors import ConfigError
-from .latency import FlowSamples, compare, summarize
+from .latency import FlowSamples, compare, percentile, summarize
 
 SCHEMA = "prism-testbed/run/1"
 BASELINE = "vanilla"
@@ -52,7 +52,7 @@ def run_record(run, *, kernel, accel, topology, case: str = "", label: str | Non
             "summary": summarize(samples).to_dict() if samples.count else None,
             "integrity": results.integrity(probe.name).to_dict(),
             "skipped": run.probes.skipped.get(probe.name, 0),
-            "send_lateness_us": {"p50": _pct(lateness, 50) / 1000, "p99": _pct(lateness, 99) / 1000,
+            "send_lateness_us": {"p50": _lateness_us(lateness, 50), "p99": _lateness_us(lateness, 99),
                                  "max": (lateness[-1] if lateness else 0) / 1000},
             "breakdown": breakdown.record_fields(records),
             # seq, sent_ns, rtt_ns (null: lost), length_ok, crc_ok, extra copies, guest stamps - sent_ns
@@ -85,10 +85,9 @@ def run_record(run, *, kernel, accel, topology, case: str = "", label: str | Non
     }
 
 
-def _pct(sorted_values: Sequence[int], p: float) -> float:
-    if not sorted_values:
-        return 0.0
-    return float(sorted_values[min(len(sorted_values) - 1, int(round(p / 100 * (len(sorted_values) - 1))))])
+def _lateness_us(lateness_ns: Sequence[int], p: float) -> float:
+    """A percentile of the sender's lateness in µs (latency's one definition; 0 with no probes)."""
+    return percentile(lateness_ns, p) / 1000 if lateness_ns else 0.0
 
 
 def write_record(record: dict, directory: Path, stem: str) -> Path:

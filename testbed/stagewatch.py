@@ -21,9 +21,9 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass, field
 
-from .overlay import vxlan_name
 from .regime import STANDING_SHARE, WindowBacklog, level_for
 from .stages import LinkStats, SoftnetRow, parse_ip_link, parse_snmp, parse_softnet
+from .topology import vxlan_name
 
 STAGEMON = "/tmp/prism-stagemon"
 BIN_MS = 250  # the window's time bins: enough to see a queue that comes and goes

@@ -63,7 +63,7 @@ def connect(deployment, flow) -> socket.socket:
         sock.bind((src, flow.source_port))
         sock.settimeout(RESPONSE_TIMEOUT)
         sock.connect((dst, flow.dport))
-        _exchange(sock, probe.encode(0xFFFF, 0, time.time_ns(), flow.size))  # warm-up: the path answers
+        _exchange(sock, probe.encode(probe.WARMUP_FLOW, 0, time.time_ns(), flow.size))  # warm-up: the path answers
     except OSError as exc:
         sock.close()
         raise VerdictError(f"probe flow {flow.name}: TCP to {flow.dst} [{dst}]:{flow.dport} failed: "

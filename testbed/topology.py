@@ -21,6 +21,16 @@ from .tomlconf import table as as_table
 TOPOLOGY_DIR = Path(__file__).resolve().parent.parent / "cases" / "topologies"
 VXLAN_OVERHEAD_V4 = 50  # outer Ethernet 14 + IPv4 20 + UDP 8 + VXLAN 8
 VXLAN_PORT = 4789
+
+
+def vxlan_name(vni: int) -> str:
+    """The VXLAN device of overlay vni, in a guest and on the host's fabric alike."""
+    return f"vx{vni}"
+
+
+def bridge_name(vni: int) -> str:
+    """The bridge of overlay vni, in a guest and on the host's fabric alike."""
+    return f"ob{vni}"
 _NAME = re.compile(r"[a-z][a-z0-9-]{0,14}")
 
 

@@ -21,6 +21,7 @@ from .mix import Mix
 from .prober import HostProber, ProbeRun
 from .regime import Regime, judge
 from .stagewatch import StageWatch, VmStages, irq_script, rps_script
+from .topology import vxlan_name
 from .verdict import RunResults
 
 _started: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # deployment -> set of programs it runs
@@ -86,7 +87,7 @@ def prepare(deployment, mix: Mix) -> None:
     for vm_name, tuning in mix.tuning.items():
         vm = deployment.vm(vm_name)
         for device, cpus in tuning.rps.items():
-            name = next((f"vx{o.vni}" for o in t.overlays if o.name == device), device)
+            name = next((vxlan_name(o.vni) for o in t.overlays if o.name == device), device)
             if ("rps", vm_name, name, cpus) not in done:
                 vm.run(rps_script(name, cpus), check=True)
                 done.add(("rps", vm_name, name, cpus))
