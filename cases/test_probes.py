@@ -36,8 +36,7 @@ def test_unloaded_probes_all_return_intact_with_kernel_timestamps(reflectors):
         # an emulated round trip through two QEMU backends and the overlay: more than
         # a few microseconds (it is not Python's clock) and well under a second
         assert 20 < summary.p50 < 500_000, summary.to_dict()
-        assert len(run.lateness_ns[flow.name]) == flow.count
-        assert min(run.lateness_ns[flow.name]) >= 0  # never sent before its time
+        assert len(run.lateness_ns[flow.name]) == flow.count  # one lateness per probe sent
 
 
 def test_a_flow_to_a_port_without_reflector_fails_clearly(reflectors):

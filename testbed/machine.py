@@ -178,10 +178,6 @@ class Machine(MachineCommon):
         except QMPError as exc:
             raise MachineError(f"{self.name}: QMP {command} failed: {exc}") from None
 
-    def wait_event(self, name: str, match: dict | None = None, timeout: float = 10.0) -> dict:
-        """The first event called name whose data contains match."""
-        return self._wait_event_until(name, match or {}, time.monotonic() + timeout, self.is_running)
-
     def _wait_event_until(self, name: str, match: dict, deadline: float, keep_going) -> dict:
         if self._qmp is None:
             raise MachineError(f"{self.name}: not running")

@@ -47,45 +47,6 @@ def parse_softnet(text: str) -> list[SoftnetRow]:
     return rows
 
 
-def softnet_delta(before: list[SoftnetRow], after: list[SoftnetRow]) -> dict[str, int]:
-    """Totals over all CPUs of what moved between two readings, and the backlog now."""
-    b = {r.cpu: r for r in before}
-    out = {"processed": 0, "dropped": 0, "time_squeeze": 0, "received_rps": 0, "flow_limit": 0, "backlog": 0}
-    for row in after:
-        prev = b.get(row.cpu)
-        for key in ("processed", "dropped", "time_squeeze", "received_rps", "flow_limit"):
-            out[key] += getattr(row, key) - (getattr(prev, key) if prev else 0)
-        out["backlog"] += row.backlog
-    return out
-
-
-def peak_backlog(samples: str) -> dict[int, int]:
-    """Per CPU, the longest backlog in a series of softnet_stat readings.
-
-    `samples` is readings separated by blank lines, as the sampler script
-    below writes them; a reading cut short by the sampler being stopped is
-    skipped.
-    """
-    peak: dict[int, int] = {}
-    for block in samples.split("\n\n"):
-        try:
-            rows = parse_softnet(block)
-        except (VerdictError, ValueError):
-            continue
-        for row in rows:
-            peak[row.cpu] = max(peak.get(row.cpu, 0), row.backlog)
-    return peak
-
-
-def softnet_sampler_script(path: str, interval: float = 0.02) -> str:
-    """Guest shell that appends a softnet_stat reading every interval seconds.
-
-    Run in the guest, not through the agent per sample: the backlog must be
-    read while the load is on, and an agent round trip takes ~0.1 s here.
-    """
-    return f"while :; do cat /proc/net/softnet_stat; echo; sleep {interval:g}; done >> {path}"
-
-
 @dataclass(frozen=True)
 class LinkStats:
     name: str

@@ -7,14 +7,7 @@ import json
 import pytest
 
 from testbed.errors import VerdictError
-from testbed.stages import (
-    parse_ip_link,
-    parse_snmp,
-    parse_softnet,
-    peak_backlog,
-    softnet_delta,
-    softnet_sampler_script,
-)
+from testbed.stages import parse_ip_link, parse_snmp, parse_softnet
 
 
 def softnet_line(processed, dropped, squeeze, backlog, cpu, rps=0, flow_limit=0) -> str:
@@ -33,23 +26,6 @@ def test_softnet_columns_follow_linux_6_1():
 def test_a_line_of_another_format_is_refused():
     with pytest.raises(VerdictError, match="softnet_stat line 1: 11 columns, expected 13"):
         parse_softnet("00000001 " * 11)
-
-
-def test_delta_sums_cpus_and_reports_the_current_backlog():
-    before = parse_softnet(softnet_line(100, 0, 0, 0, 0) + "\n" + softnet_line(50, 1, 0, 0, 1))
-    after = parse_softnet(softnet_line(400, 3, 2, 9, 0) + "\n" + softnet_line(60, 1, 1, 1, 1))
-    assert softnet_delta(before, after) == {"processed": 310, "dropped": 3, "time_squeeze": 3,
-                                            "received_rps": 0, "flow_limit": 0, "backlog": 10}
-
-
-def test_peak_backlog_over_readings_skips_a_cut_reading():
-    readings = "\n\n".join([softnet_line(1, 0, 0, 3, 0), softnet_line(2, 0, 0, 125, 0), softnet_line(3, 0, 0, 7, 0)])
-    assert peak_backlog(readings + "\n\n00000001 0000") == {0: 125}
-
-
-def test_sampler_script_appends_readings_separated_by_blank_lines():
-    script = softnet_sampler_script("/tmp/softnet.log", 0.05)
-    assert "cat /proc/net/softnet_stat; echo; sleep 0.05" in script and script.endswith(">> /tmp/softnet.log")
 
 
 def test_ip_link_json():
