@@ -18,7 +18,7 @@ import time
 import pytest
 
 from testbed import mix as mix_mod
-from testbed import prism_knobs
+from testbed import overlay, prism_knobs
 from testbed.bulk import Iperf3Spec
 from testbed.pytest_traffic import Traffic
 from testbed.stagewatch import parse_prism_stat
@@ -101,6 +101,45 @@ def test_a_container_cannot_mark_its_own_traffic_priority_in_the_vm(prism):
     finally:
         prism.deployment.vm("client").run("echo 0 > /proc/sys/net/core/prism_sk_priority")
     assert crossed == 0, f"{crossed} packets c1 marked in its own namespace were queued as priority in the VM's"
+
+
+def prio_enqueued_per_cpu(vm) -> dict[int, int]:
+    """prio_enqueued of /proc/net/prism_stat, per CPU."""
+    lines = vm.run("cat /proc/net/prism_stat", check=True).stdout.split("\n")
+    column = lines[0].split().index("prio_enqueued")
+    return {int(row.split()[0]): int(row.split()[column]) for row in lines[1:] if row.strip()}
+
+
+def test_a_marked_packet_from_a_veth_is_not_steered_by_rps(prism):
+    """RPS on c1's veth would move its packets to CPU 1; marked ones stay on CPU 0, where c1 sent them.
+
+    The mark is cleared on the way into the VM's namespace, so the VM must
+    classify a packet before RPS decides where it goes. The first series
+    classified it only on the RPS target's backlog, so a marked packet was
+    steered like any other (issue 13, item 4) and counted in the positions
+    RFS keeps per flow. c1 sends UDP with DSCP 46 (in the mix's set) to s2,
+    its sender pinned to CPU 0.
+    """
+    client = prism.deployment.vm("client")
+    rps = f"/sys/class/net/{overlay.veth_name(prism.deployment.container('c1').container)}/queues/rx-0/rps_cpus"
+    # UDP: with TCP, s2's ACKs carry the same DSCP back and are queued on whichever CPU the
+    # client's NIC interrupts, which says nothing about where RPS sends c1's packets
+    spec = Iperf3Spec("rps-marked", "c1", "s2", protocol="udp", rate="20M", size=200, port=5302,
+                      dscp=mix_mod.load(MIX).priority_dscp[0])
+    s2, c1 = prism.deployment.container("s2"), prism.deployment.container("c1")
+    client.run(f"echo 2 > {rps}", check=True)  # CPU 1
+    try:
+        before = prio_enqueued_per_cpu(client)
+        s2.spawn(spec.server_command())
+        time.sleep(0.3)
+        result = c1.exec(f"taskset -c 0 {spec.client_command(s2.address, 2)}", timeout=60)
+        after = prio_enqueued_per_cpu(client)
+    finally:
+        client.run(f"echo 0 > {rps}")
+    assert result.exit_code == 0, f"iperf3 failed: {result.stderr or result.stdout}"
+    queued = {cpu: after[cpu] - before.get(cpu, 0) for cpu in after}
+    assert queued[0] > 100, f"c1's marked packets were not queued as priority on CPU 0: {queued}"
+    assert queued[1] == 0, f"RPS steered c1's marked packets to CPU 1: {queued}"
 
 
 # Mirrors the VXLAN packets on the server's eth0 whose probe sequence number is
