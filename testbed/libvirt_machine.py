@@ -247,7 +247,7 @@ class LibvirtMachine(MachineCommon):
             self.files.qemu_log.write_text(said + "\n")
             raise MachineError(f"{self.name}: libvirt could not start domain {self.domain_name} on {self.uri}: "
                                f"{said.splitlines()[0] if said else 'no reason given'}; XML in {self.xml_path}; "
-                               f"{self._domain_log()}") from None
+                               f"{self._domain_log_path()}") from None
         self._reader = threading.Thread(target=self._read_console, args=(self._stream,),
                                         name=f"console-{self.domain_name}", daemon=True)
         self._reader.start()
@@ -275,7 +275,7 @@ class LibvirtMachine(MachineCommon):
         try:
             bounded(f"resume {self.domain_name}", self._domain.resume)
         except libvirt.libvirtError as exc:
-            raise MachineError(f"{self.name}: resume failed: {exc.get_error_message()}; {self._domain_log()}") from None
+            raise MachineError(f"{self.name}: resume failed: {exc.get_error_message()}; {self._domain_log_path()}") from None
         agent = LibvirtAgent(self._domain, self.name)
         while True:
             self._check_boot()
@@ -306,6 +306,12 @@ class LibvirtMachine(MachineCommon):
             return f"console tail:\n{tail}"
         size = self.files.console.stat().st_size if self.files.console.exists() else 0
         return f"the console ({self.files.console}) has {size} bytes: the guest printed nothing"
+
+    def _domain_log_path(self) -> str:
+        """Where libvirt's log of this domain is, in a few words (for one-line errors)."""
+        if not self.uri.startswith("qemu:///"):
+            return f"libvirt's domain log is on the libvirt host of {self.uri}"
+        return f"libvirt's domain log: {DOMAIN_LOG_DIR / (self.domain_name + '.log')}"
 
     def _domain_log(self) -> str:
         if self._conn is not None and not self.uri.startswith("qemu:///"):
