@@ -31,3 +31,17 @@ def test_phase_reports_failure_and_reraises(tmp_path, capsys):
     with pytest.raises(RuntimeError), step.phase("compile"):
         raise RuntimeError("boom")
     assert "kernel x: compile failed" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("printed", "reason"), [
+    ("cp: error writing 'x/usr/lib/a.so': No space left on device", "No space left on device"),
+    ("cp: cannot create regular file 'x/etc/y': Read-only file system", "Read-only file system"),
+    ("cp: cannot stat 'x': No such file or directory", None),
+])
+def test_a_full_or_read_only_disk_is_named_once_from_the_tool_output(tmp_path, printed, reason):
+    """An image copy on a full disk printed ~900 cp errors; the failure names the host's reason instead."""
+    log = tmp_path / "cp.log"
+    script = f"for i in $(seq 1 900); do echo \"{printed}\" >&2; done; exit 1"
+    with pytest.raises(CommandFailed) as info:
+        Step("image base").run(["sh", "-c", script], log)
+    assert info.value.host_problem == reason
