@@ -22,9 +22,8 @@ from dataclasses import dataclass, field
 
 from . import frames
 from .fabric import TRAFFIC_PORT
-from .netns import socket_in
+from .netns import sending_socket
 
-ETH_P_IP = 0x0800
 BATCH = 32
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -133,8 +132,7 @@ class HostFlood:
         self.report = FloodReport(spec.name, spec.rate)
 
     def __enter__(self) -> HostFlood:
-        self._sock = socket_in(self._netns, socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_IP))
-        self._sock.bind((TRAFFIC_PORT, ETH_P_IP))
+        self._sock = sending_socket(self._netns, TRAFFIC_PORT)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
         self._thread = threading.Thread(target=self._run, name=f"flood-{self.spec.name}", daemon=True)
         self._thread.start()

@@ -48,6 +48,23 @@ def socket_in(netns: str, family: int, kind: int, proto: int = 0) -> socket.sock
     return result[0]
 
 
+def sending_socket(netns: str, ifname: str) -> socket.socket:
+    """A packet socket that sends whole frames on ifname and receives none.
+
+    Bound with protocol 0, it registers no receive hook, so the kernel never
+    queues a copy of the port's traffic to it (a socket bound to ETH_P_IP
+    would take a copy of every frame until its buffer filled, for nothing);
+    the kernel reads each frame's protocol from its Ethernet header.
+    """
+    sock = socket_in(netns, socket.AF_PACKET, socket.SOCK_RAW, 0)
+    try:
+        sock.bind((ifname, 0))
+    except OSError as exc:
+        sock.close()
+        raise FabricError(f"netns {netns}: cannot bind a packet socket to {ifname}: {exc.strerror}") from None
+    return sock
+
+
 def interface_mac(netns: str, ifname: str) -> str:
     """An interface's MAC address, read through a socket in its namespace."""
     import fcntl

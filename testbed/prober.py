@@ -25,14 +25,15 @@ from dataclasses import dataclass, field
 from . import frames, probe, tcp_rr
 from .errors import VerdictError
 from .fabric import TRAFFIC_PORT
-from .netns import socket_in
+from .netns import sending_socket, socket_in
 from .overlay import host_overlay_address, host_overlay_address6
 from .records import ProbeRecord
 from .topology import VXLAN_PORT
 from .verdict import RunResults
 
 ETH_P_IP = 0x0800
-PACKET_OUTGOING = 4
+SOL_PACKET = 263
+PACKET_STATISTICS = 6  # struct tpacket_stats: packets queued, packets dropped (and resets both)
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
 SPIN_NS = 300_000  # sleep until this close to a probe's time, then spin
 PROBE_PROTOCOLS = ("udp", "icmp", "tcp")
@@ -82,6 +83,9 @@ class ProbeRun:
     records: list[ProbeRecord]
     lateness_ns: dict[str, list[int]] = field(default_factory=dict)
     foreign: int = 0  # frames on the port that were not replies to our probes
+    # frames the prober's own receive socket dropped (its buffer full): a probe
+    # lost there was lost by the host's measurement, not by the guest's stack
+    receive_drops: int = 0
     skipped: dict[str, int] = field(default_factory=dict)  # TCP RR slots past the schedule's end, never sent
 
     def results(self) -> RunResults:
@@ -165,6 +169,32 @@ def parse_reply(frame: bytes) -> bytes | None:
     return None
 
 
+def reply_socket(netns: str, ifname: str = TRAFFIC_PORT) -> socket.socket:
+    """A packet socket on ifname that queues the IPv4 frames arriving there, stamped by the kernel.
+
+    Bound to ETH_P_IP it never sees what leaves the port (outgoing frames
+    reach only ETH_P_ALL taps), so the flood sent on the same port costs it
+    nothing; what it still drops when its reader falls behind is counted
+    (socket_drops) and makes a run's losses the host's.
+    """
+    rx = socket_in(netns, socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_IP))
+    try:
+        rx.bind((ifname, ETH_P_IP))
+        rx.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+    except BaseException:
+        rx.close()
+        raise
+    socket_drops(rx)  # reset the count: what it dropped before this point is not ours
+    return rx
+
+
+def socket_drops(sock: socket.socket) -> int:
+    """Frames a packet socket dropped since it was opened (or last asked): its buffer was full."""
+    _packets, drops = struct.unpack("II", sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8))
+    return drops
+
+
 class HostProber:
     """Sends flows of probes through the host's VXLAN endpoint and times the echoes."""
 
@@ -184,12 +214,8 @@ class HostProber:
 
     def _sockets(self) -> tuple[socket.socket, socket.socket, list[socket.socket]]:
         netns = self.deployment.fabric.netns
-        tx = socket_in(netns, socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_IP))
-        tx.bind((TRAFFIC_PORT, ETH_P_IP))
-        rx = socket_in(netns, socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_IP))
-        rx.bind((TRAFFIC_PORT, ETH_P_IP))
-        rx.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
-        rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+        tx = sending_socket(netns, TRAFFIC_PORT)
+        rx = reply_socket(netns)
         rx.settimeout(0.2)
         # The host's own VXLAN endpoint decapsulates the replies too; a bound
         # socket that is never read takes them, so no ICMP "port unreachable"
@@ -260,6 +286,7 @@ class HostProber:
         finally:
             stop.set()
             receiver.join()
+            receive_drops = socket_drops(rx)
             for thread in tcp_threads:
                 thread.join()
             for s in (tx, rx, *sinks, *tcp_sockets):
@@ -269,7 +296,8 @@ class HostProber:
         for name, result in tcp_results.items():
             records.extend(result.records)
             lateness[name] = result.lateness_ns
-        return ProbeRun(records, lateness, foreign[0], {n: r.skipped for n, r in tcp_results.items() if r.skipped})
+        return ProbeRun(records, lateness, foreign=foreign[0], receive_drops=receive_drops,
+                        skipped={n: r.skipped for n, r in tcp_results.items() if r.skipped})
 
     def _warm_up(self, tx: socket.socket, templates: dict[int, bytes], flows: Sequence[ProbeFlow]) -> None:
         """Probe each flow's path until it echoes: the reflector is up, ARP is resolved.
@@ -295,8 +323,6 @@ class HostProber:
             try:
                 frame, ancillary, _flags, address = rx.recvmsg(65536, 64)
             except TimeoutError:
-                continue
-            if address[2] == PACKET_OUTGOING:
                 continue
             stamp = next((struct.unpack("qq", data[:16]) for level, kind, data in ancillary
                           if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS), None)
