@@ -64,3 +64,14 @@ def plain(value: object) -> object:
 def text_table(rows: list[list[str]]) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows)
+
+
+def prober_problem(receive_drops: int) -> str | None:
+    """Why a run's losses cannot be the guest's (None: they can).
+
+    A reply the host prober's own socket dropped would count as a probe the
+    guest lost: such a run says nothing about loss, so it does not count.
+    """
+    if not receive_drops:
+        return None
+    return f"the host prober's receive socket dropped {receive_drops} frames (host too busy to read them)"

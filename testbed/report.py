@@ -78,6 +78,8 @@ def run_record(run, *, kernel, accel, topology, case: str = "", label: str | Non
         "seconds": round(run.seconds, 2),
         "flows": flows,
         "floods": [f.to_dict() for f in run.floods],
+        "prober": {"foreign": run.probes.foreign, "receive_drops": run.probes.receive_drops},
+        "host_drops": run.host_drops,
         "iperf3": [i.to_dict() for i in run.iperf3],
         "stages": {vm: s.to_dict() for vm, s in run.stages.items()},
         "regime": run.regime.to_dict() if run.regime else None,

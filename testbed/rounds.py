@@ -30,7 +30,7 @@ from scipy import stats
 from .cache import atomic_write_text
 from .errors import VerdictError
 from .latency import DEFAULT_LEVEL, FASTER, SLOWER, Interval
-from .records import JsonData, plain
+from .records import JsonData, plain, prober_problem
 
 SCHEMA = "prism-testbed/verdict/1"
 BASELINE = "vanilla"
@@ -210,10 +210,13 @@ def _run_problem(record: Mapping) -> str | None:
     """Why a run cannot count (None: it can). A loaded run counts only when its regime was checked valid."""
     regime = record.get("regime")
     if regime is None:
-        return "no regime recorded, so the load was never checked" if record["mix"]["loaded"] else None
-    if not isinstance(regime, Mapping) or not isinstance(regime.get("valid"), bool):
+        if record["mix"]["loaded"]:
+            return "no regime recorded, so the load was never checked"
+    elif not isinstance(regime, Mapping) or not isinstance(regime.get("valid"), bool):
         raise VerdictError(f"{_where(record)}: regime {regime!r} is not {{'valid': bool, 'why': str}}")
-    return None if regime["valid"] else regime.get("why") or "regime invalid (no reason recorded)"
+    elif not regime["valid"]:
+        return regime.get("why") or "regime invalid (no reason recorded)"
+    return prober_problem((record.get("prober") or {}).get("receive_drops", 0))
 
 
 def _flow_problem(record: Mapping, flow: str) -> str | None:

@@ -13,13 +13,16 @@ packet's order:
   host tap (tx drops: the virtio ring was full, the queue was outside the
   guest) → virtio NIC (eth0 rx drops) → VXLAN gro_cells (the vxlan device's
   rx drops) → softnet backlog (drops, time squeeze, sampled length) →
-  veth → socket (Udp RcvbufErrors/InErrors in the container's namespace).
+  veth → socket (Udp RcvbufErrors/InErrors in the container's namespace);
+  and back: the reply's send (Udp SndbufErrors), the host's own backlogs
+  and fabric links (host_drops_between).
 """
 
 from __future__ import annotations
 
 import shlex
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from .regime import STANDING_SHARE, WindowBacklog, level_for
 from .stages import LinkStats, SoftnetRow, parse_ip_link, parse_snmp, parse_softnet
@@ -28,6 +31,9 @@ from .topology import vxlan_name
 STAGEMON = "/tmp/prism-stagemon"
 BIN_MS = 250  # the window's time bins: enough to see a queue that comes and goes
 _MARK = "=====prism-stage====="
+# per container: what its sockets took, dropped on arrival, sent, and failed to send (a reflector's
+# reply the stack refused is lost there, not on the wire)
+SOCKET_COUNTERS = ("InDatagrams", "RcvbufErrors", "InErrors", "OutDatagrams", "SndbufErrors")
 
 
 @dataclass(frozen=True)
@@ -54,6 +60,8 @@ def parse_proc_stat(text: str) -> dict[int, tuple[int, int, int]]:
 class Snapshot:
     taps: dict[str, LinkStats]  # vm -> its tap, as the host sees it
     vms: dict[str, VmCounters]
+    host_links: dict[str, LinkStats] = field(default_factory=dict)  # every link in the fabric namespace
+    host_softnet: list[SoftnetRow] = field(default_factory=list)  # the host's own backlogs
 
 
 @dataclass(frozen=True)
@@ -184,10 +192,12 @@ class StageWatch:
         self.before: Snapshot | None = None
         self.levels: dict[str, int] = {}
         self.result: dict[str, VmStages] = {}
+        self.host_drops: dict[str, int] = {}
 
     def _snapshot(self) -> Snapshot:
         d = self.deployment
         host = parse_ip_link(d.host_run(["ip", "-s", "-j", "link", "show"]).stdout)
+        host_softnet = parse_softnet(Path("/proc/net/softnet_stat").read_text())
         taps = {vm: host[d.vm(vm).spec.nics[0].tap] for vm in self.vms}
         vms = {}
         for vm in self.vms:
@@ -201,7 +211,7 @@ class StageWatch:
             snmp = {name: parse_snmp(out[2 + i]) for i, name in enumerate(pids)}
             vms[vm] = VmCounters(parse_softnet(out[0]), parse_ip_link(out[1]), snmp, out[-1] or None,
                                  parse_proc_stat(out[-2]))
-        return Snapshot(taps, vms)
+        return Snapshot(taps, vms, host, host_softnet)
 
     def __enter__(self) -> StageWatch:
         self.before = self._snapshot()
@@ -226,8 +236,26 @@ class StageWatch:
                 f" cat {STAGEMON}.out", timeout=30)
             samples[vm] = parse_stagemon(out.stdout)
         if exc[0] is None:
-            self.result = stages_between(self.before, self._snapshot(), samples, self.deployment.topology,
-                                         self.levels)
+            after = self._snapshot()
+            self.result = stages_between(self.before, after, samples, self.deployment.topology, self.levels)
+            self.host_drops = host_drops_between(self.before, after)
+
+
+def host_drops_between(before: Snapshot, after: Snapshot) -> dict[str, int]:
+    """What the host itself dropped on the way to and from the guests (nonzero entries only).
+
+    `backlog`: the host CPUs' softnet backlogs (host-wide: the fabric's
+    veths put every frame to and from the traffic port through them); each
+    fabric link by name (rx and tx drops; a tap's tx drops are also each
+    VM's `host_tap`). A probe lost here was lost outside every guest.
+    """
+    prev = {r.cpu: r.dropped for r in before.host_softnet}
+    out = {"backlog": sum(r.dropped - prev.get(r.cpu, 0) for r in after.host_softnet)}
+    for name, link in after.host_links.items():
+        if name in before.host_links:
+            b = before.host_links[name]
+            out[name] = (link.rx_dropped - b.rx_dropped) + (link.tx_dropped - b.tx_dropped)
+    return {k: v for k, v in out.items() if v}
 
 
 def stages_between(before: Snapshot, after: Snapshot, samples: dict[str, Stagemon], topology,
@@ -266,7 +294,7 @@ def stages_between(before: Snapshot, after: Snapshot, samples: dict[str, Stagemo
         s.gro_cells_dropped = gro_cells_drops(vxlan_dropped, totals["dropped"], veth_tx_dropped)
         for name, counters in a.snmp.items():
             prev = b.snmp.get(name, {})
-            s.sockets[name] = {k: counters[k] - prev.get(k, 0) for k in ("InDatagrams", "RcvbufErrors", "InErrors")
+            s.sockets[name] = {k: counters[k] - prev.get(k, 0) for k in SOCKET_COUNTERS
                                if k in counters}
         for cpu, (soft, idle, total) in a.cpu_times.items():
             soft0, idle0, total0 = b.cpu_times.get(cpu, (0, 0, 0))

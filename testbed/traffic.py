@@ -19,6 +19,7 @@ from .bulk import FloodReport, HostFlood, Iperf3Report, parse_iperf3
 from .errors import VerdictError
 from .mix import Mix
 from .prober import HostProber, ProbeRun
+from .records import prober_problem
 from .regime import Regime, judge
 from .stagewatch import StageWatch, VmStages, irq_script, rps_script
 from .topology import vxlan_name
@@ -39,6 +40,7 @@ class MixRun:
     seconds: float = 0.0
     host_load: tuple[float, float] = (0.0, 0.0)  # 1-minute load average before and after
     regime: Regime | None = None  # loaded runs only: did the queue stand where PRISM acts (testbed.regime)
+    host_drops: dict[str, int] = field(default_factory=dict)  # what the host dropped (stagewatch.host_drops_between)
 
     def results(self) -> RunResults:
         return self.probes.results()
@@ -48,8 +50,15 @@ class MixRun:
         return any(s.queued_in_guest for s in self.stages.values())
 
     def validity(self) -> str | None:
-        """None when the run is what it claims; else why not (a loaded run that did not hold its regime)."""
-        return None if self.regime is None or self.regime.valid else self.regime.why
+        """None when the run is what it claims; else why not.
+
+        A loaded run must hold its regime; any run must have heard every reply
+        that reached the host (a probe the prober's own socket dropped would
+        count as lost by the guest).
+        """
+        if self.regime is not None and not self.regime.valid:
+            return self.regime.why
+        return prober_problem(self.probes.receive_drops)
 
 
 def target_cpus(mix: Mix, vm: str, overlay: str) -> tuple[int, ...]:
@@ -209,7 +218,7 @@ def run_mix(deployment, mix: Mix, grace: float = 2.0) -> MixRun:
         iperf = _collect_iperf3(deployment, mix, time.monotonic() + bulk_seconds + 15)
     run = MixRun(mix, probe_run, [f.report for f in floods], iperf, watch.result,
                  time.monotonic() - start, (load_before, os.getloadavg()[0]),
-                 regime_of(mix, watch.result, deployment.topology))
+                 regime_of(mix, watch.result, deployment.topology), watch.host_drops)
     for report in iperf:
         if report.error:
             raise VerdictError(f"mix {mix.name}: iperf3 flow {report.name}: {report.error}")

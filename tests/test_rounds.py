@@ -342,3 +342,12 @@ def test_verdict_json_round_trips(tmp_path):
     back = [RoundVerdict.from_dict(d) for d in doc["verdicts"]]
     assert back[:-1] == vs[:-1]
     assert [b.to_dict() for b in back] == doc["verdicts"]
+
+
+def test_a_run_whose_prober_dropped_replies_does_not_count():
+    """Its losses would be the host's, counted as the guest's; loaded or not."""
+    dropped = {**run("vanilla", 2, priority=5.0), "prober": {"foreign": 0, "receive_drops": 17}}
+    recs = [run("vanilla", 1), dropped, run("vanilla", 3), {**run("vanilla", 4), "prober": {"receive_drops": 0}}]
+    assert verdicts_from_records(recs)[0].valid_rounds == (3, 3)
+    assert [(e["round"], e["why"]) for e in excluded_runs(recs)] == [
+        (2, "the host prober's receive socket dropped 17 frames (host too busy to read them)")]
