@@ -148,13 +148,12 @@ def test_priority_arrives_intact_under_load(request, prism, setting):
     priority = run.mix.flows_of(mix_mod.PRIORITY)
     for flow in priority:
         assert_intact(run.results(), flow=flow.name, tolerate=("lost",))  # never duplicated, reordered, damaged
-    lost = {f.name: run.results().integrity(f.name).lost for f in priority}
-    if server.tap_dropped and any(lost.values()):
-        # the host tap dropped: part of the queue was outside the guest, where no kernel mechanism acts
-        pytest.xfail(f"{setting}: host tap dropped {server.tap_dropped} packets (host too slow for the offered "
-                     f"load); priority lost {lost}; {server.where()}")
-    for flow in priority:
-        assert_intact(run.results(), flow=flow.name)
+    # A probe the host's own FIFO queues dropped (tap, host backlog: testbed.hostdrops) was never
+    # the guest's to protect; every other lost priority probe is the kernel's.
+    lost = {f.name: (run.results().integrity(f.name).lost, run.lost_at_host(f.name)) for f in priority}
+    beyond_host = {name: total - at_host for name, (total, at_host) in lost.items() if total > at_host}
+    assert not beyond_host, (f"{setting}: priority probes lost beyond the host (lost, of which on the host): "
+                             f"{lost}; host drops {run.host_drops}; {server.where()}")
 
 
 def _bulk_delivered(run) -> float:

@@ -19,11 +19,11 @@ CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
-def socket_in(netns: str, family: int, kind: int, proto: int = 0) -> socket.socket:
-    """A socket created inside /run/netns/NETNS."""
-    result: list[socket.socket | BaseException] = []
+def _in_netns(netns: str, make):
+    """make() called on a short-lived thread inside /run/netns/NETNS; its result or its exception."""
+    result: list = []
 
-    def make() -> None:
+    def run() -> None:
         try:
             fd = os.open(f"/run/netns/{netns}", os.O_RDONLY | os.O_CLOEXEC)
         except OSError as exc:
@@ -34,18 +34,32 @@ def socket_in(netns: str, family: int, kind: int, proto: int = 0) -> socket.sock
                 err = ctypes.get_errno()
                 result.append(FabricError(f"netns {netns}: setns failed: {os.strerror(err)}"))
                 return
-            result.append(socket.socket(family, kind, proto))
+            result.append(make())
         except BaseException as exc:  # handed to the caller's thread
             result.append(exc)
         finally:
             os.close(fd)
 
-    worker = threading.Thread(target=make, name=f"netns-{netns}")
+    worker = threading.Thread(target=run, name=f"netns-{netns}")
     worker.start()
     worker.join()
     if isinstance(result[0], BaseException):
         raise result[0]
     return result[0]
+
+
+def socket_in(netns: str, family: int, kind: int, proto: int = 0) -> socket.socket:
+    """A socket created inside /run/netns/NETNS."""
+    return _in_netns(netns, lambda: socket.socket(family, kind, proto))
+
+
+def proc_net_fd(netns: str, name: str) -> int:
+    """A read-only descriptor of /proc/net/NAME as NETNS sees it; pread(fd, n, 0) re-reads it.
+
+    /proc/thread-self/net follows the opening thread's namespace, and an open
+    file keeps the namespace it was opened in: the same trick as socket_in.
+    """
+    return _in_netns(netns, lambda: os.open(f"/proc/thread-self/net/{name}", os.O_RDONLY | os.O_CLOEXEC))
 
 
 def sending_socket(netns: str, ifname: str) -> socket.socket:

@@ -80,9 +80,11 @@ def round_rows(records: list[dict], flow: str = "priority", bulk: str = "bulk") 
         bulk99 = [p for r in valid if bulk in r["flows"] if (p := _p99_ms(r, bulk)) is not None]
         lost = sum(r["flows"][flow]["integrity"]["lost"] for r in valid)
         sent = sum(r["flows"][flow]["integrity"]["sent"] for r in valid)
+        at_host = sum(r["flows"][flow].get("lost_at_host", 0) for r in valid)
         out.append([label, " ".join(f"{p:.1f}" for p in unloaded) or "-", " ".join(f"{p:.1f}" for p in p99s) or "-",
                     f"{statistics.median(p99s):.1f}" if p99s else "-", f"{len(valid)}/{len(loaded)}",
-                    f"{lost}/{sent}", f"{statistics.median(bulk99):.1f}" if bulk99 else "-"])
+                    f"{lost}/{sent}" + (f" ({at_host} on the host)" if at_host else ""),
+                    f"{statistics.median(bulk99):.1f}" if bulk99 else "-"])
     return out
 
 

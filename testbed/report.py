@@ -51,6 +51,7 @@ def run_record(run, *, kernel, accel, topology, case: str = "", label: str | Non
             "dscp": probe.dscp, "size": probe.size, "rate": probe.rate,
             "summary": summarize(samples).to_dict() if samples.count else None,
             "integrity": results.integrity(probe.name).to_dict(),
+            "lost_at_host": run.lost_at_host(probe.name),  # of integrity's lost: sent just before a host drop
             "skipped": run.probes.skipped.get(probe.name, 0),
             "send_lateness_us": {"p50": _lateness_us(lateness, 50), "p99": _lateness_us(lateness, 99),
                                  "max": (lateness[-1] if lateness else 0) / 1000},
@@ -80,6 +81,7 @@ def run_record(run, *, kernel, accel, topology, case: str = "", label: str | Non
         "floods": [f.to_dict() for f in run.floods],
         "prober": {"foreign": run.probes.foreign, "receive_drops": run.probes.receive_drops},
         "host_drops": run.host_drops,
+        "host_drop_timeline": [d.as_list() for d in run.host_drop_timeline],  # [t_ns, where, count]
         "iperf3": [i.to_dict() for i in run.iperf3],
         "stages": {vm: s.to_dict() for vm, s in run.stages.items()},
         "regime": run.regime.to_dict() if run.regime else None,

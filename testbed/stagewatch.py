@@ -24,6 +24,7 @@ import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .hostdrops import backlog_drops
 from .regime import STANDING_SHARE, WindowBacklog, level_for
 from .stages import LinkStats, SoftnetRow, parse_ip_link, parse_snmp, parse_softnet
 from .topology import vxlan_name
@@ -61,7 +62,7 @@ class Snapshot:
     taps: dict[str, LinkStats]  # vm -> its tap, as the host sees it
     vms: dict[str, VmCounters]
     host_links: dict[str, LinkStats] = field(default_factory=dict)  # every link in the fabric namespace
-    host_softnet: list[SoftnetRow] = field(default_factory=list)  # the host's own backlogs
+    host_backlog_dropped: int = 0  # the host's own softnet backlogs, all CPUs
 
 
 @dataclass(frozen=True)
@@ -197,7 +198,7 @@ class StageWatch:
     def _snapshot(self) -> Snapshot:
         d = self.deployment
         host = parse_ip_link(d.host_run(["ip", "-s", "-j", "link", "show"]).stdout)
-        host_softnet = parse_softnet(Path("/proc/net/softnet_stat").read_text())
+        host_backlog = backlog_drops(Path("/proc/net/softnet_stat").read_text())
         taps = {vm: host[d.vm(vm).spec.nics[0].tap] for vm in self.vms}
         vms = {}
         for vm in self.vms:
@@ -211,7 +212,7 @@ class StageWatch:
             snmp = {name: parse_snmp(out[2 + i]) for i, name in enumerate(pids)}
             vms[vm] = VmCounters(parse_softnet(out[0]), parse_ip_link(out[1]), snmp, out[-1] or None,
                                  parse_proc_stat(out[-2]))
-        return Snapshot(taps, vms, host, host_softnet)
+        return Snapshot(taps, vms, host, host_backlog)
 
     def __enter__(self) -> StageWatch:
         self.before = self._snapshot()
@@ -249,8 +250,7 @@ def host_drops_between(before: Snapshot, after: Snapshot) -> dict[str, int]:
     fabric link by name (rx and tx drops; a tap's tx drops are also each
     VM's `host_tap`). A probe lost here was lost outside every guest.
     """
-    prev = {r.cpu: r.dropped for r in before.host_softnet}
-    out = {"backlog": sum(r.dropped - prev.get(r.cpu, 0) for r in after.host_softnet)}
+    out = {"backlog": after.host_backlog_dropped - before.host_backlog_dropped}
     for name, link in after.host_links.items():
         if name in before.host_links:
             b = before.host_links[name]

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from .bulk import FloodReport, HostFlood, Iperf3Report, parse_iperf3
 from .errors import VerdictError
+from .hostdrops import HostDrop, HostDropWatch, lost_at_host
 from .mix import Mix
 from .prober import HostProber, ProbeRun
 from .records import prober_problem
@@ -41,6 +42,11 @@ class MixRun:
     host_load: tuple[float, float] = (0.0, 0.0)  # 1-minute load average before and after
     regime: Regime | None = None  # loaded runs only: did the queue stand where PRISM acts (testbed.regime)
     host_drops: dict[str, int] = field(default_factory=dict)  # what the host dropped (stagewatch.host_drops_between)
+    host_drop_timeline: list[HostDrop] = field(default_factory=list)  # when the host dropped (testbed.hostdrops)
+
+    def lost_at_host(self, flow: str) -> int:
+        """Lost probes of flow that the host's own queues took (testbed.hostdrops), not the guest."""
+        return lost_at_host(self.results().records(flow), self.host_drop_timeline)
 
     def results(self) -> RunResults:
         return self.probes.results()
@@ -205,7 +211,9 @@ def run_mix(deployment, mix: Mix, grace: float = 2.0) -> MixRun:
         window_open.append(True)
 
     window_open: list[bool] = []
-    with StageWatch(deployment, receivers(deployment, mix)) as watch:
+    vms = receivers(deployment, mix)
+    taps = [deployment.vm(vm).spec.nics[0].tap for vm in vms]
+    with StageWatch(deployment, vms) as watch, HostDropWatch(deployment.fabric.netns, taps) as host_drops:
         try:
             probe_run = HostProber(deployment, mix.probes, grace=grace).run(before_schedule=start_load)
             if window_open:
@@ -218,7 +226,7 @@ def run_mix(deployment, mix: Mix, grace: float = 2.0) -> MixRun:
         iperf = _collect_iperf3(deployment, mix, time.monotonic() + bulk_seconds + 15)
     run = MixRun(mix, probe_run, [f.report for f in floods], iperf, watch.result,
                  time.monotonic() - start, (load_before, os.getloadavg()[0]),
-                 regime_of(mix, watch.result, deployment.topology), watch.host_drops)
+                 regime_of(mix, watch.result, deployment.topology), watch.host_drops, host_drops.drops)
     for report in iperf:
         if report.error:
             raise VerdictError(f"mix {mix.name}: iperf3 flow {report.name}: {report.error}")

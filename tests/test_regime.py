@@ -95,3 +95,10 @@ def test_the_calibration_table_says_which_steps_held():
         {"target_pps": 1000, "achieved_pps": 1000, "sender_kept_up": True, "regime": held},
         {"target_pps": 2000, "achieved_pps": 1500, "sender_kept_up": False, "regime": burst}]})
     assert [r[-1] for r in rows[1:]] == ["held", "standing, no headroom"] and rows[2][2] == "no"
+
+
+def test_round_rows_say_how_many_of_the_lost_probes_the_host_dropped():
+    from testbed import regime_report
+    record = _record("prism-sync", True, 9000, True)
+    record["flows"]["priority"]["lost_at_host"] = 1
+    assert regime_report.round_rows([record])[1][5] == "1/10 (1 on the host)"

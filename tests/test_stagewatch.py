@@ -124,10 +124,10 @@ def test_backlog_drops_charged_to_the_vxlan_device_are_not_gro_cells_drops():
 def test_host_drops_name_the_host_backlog_and_each_fabric_link_that_dropped():
     """Where a probe is lost outside every guest: the host's backlogs and the fabric's links."""
     before = Snapshot({}, {}, {"tp0": link("tp0", rxd=3), "tp0-br": link("tp0-br", txd=1), "pt1": link("pt1")},
-                      [row(0, dropped=10), row(1, dropped=0)])
+                      10)
     after = Snapshot({}, {}, {"tp0": link("tp0", rxd=7), "tp0-br": link("tp0-br", txd=1), "pt1": link("pt1", txd=2),
                               "new0": link("new0", rxd=9)},
-                     [row(0, dropped=12), row(1, dropped=5)])
+                     17)
     assert host_drops_between(before, after) == {"backlog": 7, "tp0": 4, "pt1": 2}
-    quiet = Snapshot({}, {}, {"tp0": link("tp0")}, [row(0)])
+    quiet = Snapshot({}, {}, {"tp0": link("tp0")}, 3)
     assert host_drops_between(quiet, quiet) == {}
