@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+
 import pytest
 
 from testbed import kernel as kernel_mod
@@ -51,3 +54,31 @@ def test_shipped_fragments_hold_in_the_final_config(source_tree, tmp_path):
         assert final.get("CONFIG_PRISM") == ("y" if variant.name.startswith("prism") else None), variant.name
         if variant.name == "prism-debug":
             assert final.get("CONFIG_PROVE_LOCKING") == "y" and final.get("CONFIG_DEBUG_ATOMIC_SLEEP") == "y"
+
+
+# The PRISM series' objects, built on tinyconfig with just what CONFIG_PRISM needs:
+# no CONFIG_SMP, so no CONFIG_RPS (a uniprocessor kernel), and the same without PRISM.
+UP_FRAGMENT = "CONFIG_NET=y\nCONFIG_INET=y\nCONFIG_SYSCTL=y\nCONFIG_PROC_FS=y\n"
+SERIES_OBJECTS = ("net/core/dev.o", "net/core/prism.o")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("prism", [True, False], ids=["prism-without-rps", "no-prism"])
+def test_the_series_compiles_without_rps(source_tree, tmp_path, prism):
+    """dev.c's PRISM helpers are not inside CONFIG_RPS (they were: a UP kernel failed to build).
+
+    With CONFIG_PRISM off, dev.c compiles against the helpers' stubs.
+    """
+    variant = load_catalog().variants["prism"]
+    tree = patched_tree(source_tree, variant.patches(), tmp_path / "src", Step("test"))
+    fragment = tmp_path / "up.config"
+    fragment.write_text(UP_FRAGMENT + ("CONFIG_PRISM=y\n" if prism else ""))
+    build = tmp_path / "build"
+    build.mkdir()
+    final = kernel_mod.configure(Step("test"), tree, build, "tinyconfig", [("up.config", fragment)], tmp_path / "log")
+    assert final.get("CONFIG_RPS", "n") == "n" and final.get("CONFIG_SMP", "n") == "n"
+    assert final.get("CONFIG_PRISM", "n") == ("y" if prism else "n")
+    objects = SERIES_OBJECTS if prism else SERIES_OBJECTS[:1]
+    done = subprocess.run([*kernel_mod._make(tree, build, *objects), f"-j{os.cpu_count() or 1}"],
+                          env=kernel_mod._compiler_env(), capture_output=True, text=True, timeout=1200)
+    assert done.returncode == 0, f"{' '.join(objects)} did not compile:\n{done.stderr[-3000:]}"
