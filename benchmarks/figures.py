@@ -7,7 +7,7 @@ from pathlib import Path
 
 from rich.table import Table
 
-from testbed.progress import console
+from testbed.core.progress import console
 
 
 def show(title: str, rows: list[dict], skip: tuple[str, ...] = ()) -> None:

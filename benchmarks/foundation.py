@@ -29,14 +29,14 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from testbed import accel as accel_mod
-from testbed.cache import cache_root
+from testbed.build.image import build_image, load_spec
+from testbed.build.kernel import build_local_tree, obtain
+from testbed.build.kernel_source import pristine_tree
+from testbed.build.kernel_spec import load_catalog, resolve
 from testbed.cli import boot_and_run
-from testbed.image import build_image, load_spec
-from testbed.kernel import build_local_tree, obtain
-from testbed.kernel_source import pristine_tree
-from testbed.kernel_spec import load_catalog, resolve
-from testbed.progress import Step, console
+from testbed.core.cache import cache_root
+from testbed.core.progress import Step, console
+from testbed.vm import accel as accel_mod
 
 BOOT_COMMAND = "uname -r"
 

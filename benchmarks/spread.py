@@ -31,16 +31,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import figures
 
-from testbed import accel as accel_mod
-from testbed import mix as mix_mod
-from testbed import prism_knobs
-from testbed import topology as topology_mod
-from testbed.calibrate import calibrate, calibrated
-from testbed.deployment import Deployment
-from testbed.image import build_image, load_spec
-from testbed.kernel import obtain
-from testbed.progress import console
-from testbed.traffic import run_mix
+from testbed.build.image import build_image, load_spec
+from testbed.build.kernel import obtain
+from testbed.core.progress import console
+from testbed.net import topology as topology_mod
+from testbed.net.deployment import Deployment
+from testbed.traffic import mix as mix_mod
+from testbed.traffic import prism_knobs
+from testbed.traffic.calibrate import calibrate, calibrated
+from testbed.traffic.run import run_mix
+from testbed.vm import accel as accel_mod
 
 TICK = os.sysconf("SC_CLK_TCK")
 

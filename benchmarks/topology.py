@@ -20,13 +20,13 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from testbed import accel as accel_mod
-from testbed import topology as topology_mod
-from testbed.backend import BACKENDS, Backend
-from testbed.deployment import Deployment
-from testbed.image import build_image, load_spec
-from testbed.kernel import obtain
-from testbed.progress import console
+from testbed.build.image import build_image, load_spec
+from testbed.build.kernel import obtain
+from testbed.core.progress import console
+from testbed.net import topology as topology_mod
+from testbed.net.backend import BACKENDS, Backend
+from testbed.net.deployment import Deployment
+from testbed.vm import accel as accel_mod
 
 
 def one_run(topo, kernel, image, choice, backend: Backend) -> dict:

@@ -7,7 +7,7 @@ Prints tables and writes results/bench-traffic.json; asserts nothing.
   per probe rate, with no load;
 - top probe rate: the highest rate whose lateness p99 stays under 1 ms and
   whose achieved rate is within 2 % of the target;
-- the calibration (testbed.calibrate): the flood generator's ceiling, then
+- the calibration (testbed.traffic.calibrate): the flood generator's ceiling, then
   the mix's flood at rising rates with the regime each step held (the
   target CPU's backlog occupancy, drops before it), and the rate chosen;
 - wall time of one loaded run of the mix (unloaded twin excluded).
@@ -28,16 +28,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import figures
 
-from testbed import accel as accel_mod
-from testbed import mix as mix_mod
-from testbed import topology as topology_mod
-from testbed.calibrate import calibrate, calibrated
-from testbed.deployment import Deployment
-from testbed.image import build_image, load_spec
-from testbed.kernel import obtain
-from testbed.latency import percentile
-from testbed.progress import console
-from testbed.traffic import run_mix
+from testbed.analysis.latency import percentile
+from testbed.build.image import build_image, load_spec
+from testbed.build.kernel import obtain
+from testbed.core.progress import console
+from testbed.net import topology as topology_mod
+from testbed.net.deployment import Deployment
+from testbed.traffic import mix as mix_mod
+from testbed.traffic.calibrate import calibrate, calibrated
+from testbed.traffic.run import run_mix
+from testbed.vm import accel as accel_mod
 
 PROBE_RATES = (200, 1000, 2000, 5000, 10000)
 FLOOD_RATES = (2000, 4000, 6000, 8000, 10000, 12000, 16000, 20000)

@@ -9,9 +9,9 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from testbed.errors import GuestCommandTimeout, MachineError
-from testbed.fabric import runtime_dir
-from testbed.qemu_cmd import MachineSpec, kernel_args
+from testbed.core.errors import GuestCommandTimeout, MachineError
+from testbed.net.fabric import runtime_dir
+from testbed.vm.qemu_cmd import MachineSpec, kernel_args
 
 pytestmark = pytest.mark.vm
 

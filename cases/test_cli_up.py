@@ -11,9 +11,9 @@ import sys
 import time
 
 import pytest
+from leftovers import netns_names, pids_naming
 
-from testbed.fabric import NETNS_PREFIX, runtime_dir
-from testbed.leftovers import netns_names, pids_naming
+from testbed.net.fabric import NETNS_PREFIX, runtime_dir
 
 pytestmark = pytest.mark.vm
 

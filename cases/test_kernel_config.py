@@ -7,11 +7,11 @@ import subprocess
 
 import pytest
 
-from testbed import kernel as kernel_mod
-from testbed.errors import KernelBuildError
-from testbed.kernel_source import patched_tree, pristine_tree
-from testbed.kernel_spec import load_catalog
-from testbed.progress import Step
+from testbed.build import kernel as kernel_mod
+from testbed.build.kernel_source import patched_tree, pristine_tree
+from testbed.build.kernel_spec import load_catalog
+from testbed.core.errors import KernelBuildError
+from testbed.core.progress import Step
 
 
 @pytest.fixture(scope="module")

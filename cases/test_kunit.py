@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from testbed import ktap, prism_knobs
+from testbed.analysis import ktap
+from testbed.traffic import prism_knobs
 
 pytestmark = [pytest.mark.vm, pytest.mark.debug_kernel]
 

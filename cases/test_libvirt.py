@@ -16,11 +16,11 @@ from types import SimpleNamespace
 import pytest
 from test_topologies import ONE_VM, netns_names  # pytest puts cases/ on sys.path
 
-from testbed import libvirt_machine
-from testbed.backend import Backend
-from testbed.deployment import Deployment
-from testbed.errors import MachineError
-from testbed.fabric import HOST_TAP_PREFIX, NETNS_PREFIX, reap_stale
+from testbed import Deployment
+from testbed.core.errors import MachineError
+from testbed.net.backend import Backend
+from testbed.net.fabric import HOST_TAP_PREFIX, NETNS_PREFIX, reap_stale
+from testbed.vm import libvirt_machine
 
 pytestmark = pytest.mark.vm
 
@@ -122,11 +122,11 @@ def test_a_domain_libvirt_refuses_is_one_line_and_leaves_nothing(guest_image, ac
 KILLED_RUN = """
 import sys, time
 from pathlib import Path
-from testbed.accel import AccelChoice
-from testbed.backend import Backend
-from testbed.deployment import Deployment
-from testbed.image import build_image, load_spec
-from testbed.kernel import prebuilt
+from testbed.vm.accel import AccelChoice
+from testbed.net.backend import Backend
+from testbed import Deployment
+from testbed.build.image import build_image, load_spec
+from testbed.build.kernel import prebuilt
 sys.path.insert(0, {cases!r})
 from test_topologies import ONE_VM
 d = Deployment(ONE_VM, prebuilt(Path({bzimage!r})), build_image(load_spec()), AccelChoice("tcg", False, "test"),

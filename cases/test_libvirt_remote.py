@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from testbed import libvirt_machine
-from testbed.fabric import new_run_id, runtime_dir
-from testbed.libvirt_machine import LibvirtMachine
-from testbed.qemu_cmd import MachineSpec
+from testbed.net.fabric import new_run_id, runtime_dir
+from testbed.vm import libvirt_machine
+from testbed.vm.libvirt_machine import LibvirtMachine
+from testbed.vm.qemu_cmd import MachineSpec
 
 pytestmark = pytest.mark.vm
 

@@ -10,7 +10,7 @@ first build's objects come from the ccache entries vanilla's build left
 option would change autoconf.h and make every object a preprocessed
 lookup: the case took 372 s that way. From an empty ccache the first build
 is a full compile. The trees are put under the cache root because ccache's
-CCACHE_BASEDIR is the cache root (testbed.kernel._compiler_env): there every
+CCACHE_BASEDIR is the cache root (testbed.build.kernel._compiler_env): there every
 path is hashed relative to the tree, whatever the temporary directory is
 called.
 """
@@ -27,11 +27,11 @@ from pathlib import Path
 
 import pytest
 
-from testbed.cache import work_root
-from testbed.kernel import build_local_tree, configure_local_tree
-from testbed.kernel_source import fetch_tarball, pristine_tree
-from testbed.kernel_spec import load_catalog
-from testbed.progress import Step
+from testbed.build.kernel import build_local_tree, configure_local_tree
+from testbed.build.kernel_source import fetch_tarball, pristine_tree
+from testbed.build.kernel_spec import load_catalog
+from testbed.core.cache import work_root
+from testbed.core.progress import Step
 
 pytestmark = pytest.mark.slow
 

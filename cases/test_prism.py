@@ -13,15 +13,11 @@ import statistics
 
 import pytest
 
-from testbed import accel as accel_mod
-from testbed import mix as mix_mod
-from testbed import prism_knobs
-from testbed.deployment import Deployment
-from testbed.kernel import obtain
-from testbed.latency import FASTER, SLOWER
-from testbed.pytest_traffic import Traffic
-from testbed.rounds import over_rounds
-from testbed.verdict import assert_intact
+from testbed import FASTER, SLOWER, Deployment, Traffic, assert_intact, over_rounds
+from testbed.build.kernel import obtain
+from testbed.traffic import mix as mix_mod
+from testbed.traffic import prism_knobs
+from testbed.vm import accel as accel_mod
 
 pytestmark = pytest.mark.vm
 
@@ -32,7 +28,7 @@ MIX = "overlay-flood"
 # latency is recorded, not asserted.
 SETTINGS = ["pseudo-sync", "sync", "pseudo-sync+split", "sync+split"]
 FASTER_SETTINGS = ["pseudo-sync", "sync"]
-# Latency is judged over rounds (testbed.rounds), not within one run: under
+# Latency is judged over rounds (testbed.analysis.rounds), not within one run: under
 # TCG a run's p99 moves with the host more than a bootstrap over its probes
 # admits. Each round runs every setting once, in turn, on one boot; vanilla
 # runs as many rounds on its own boot. Every counted run proved its regime.
@@ -148,7 +144,7 @@ def test_priority_arrives_intact_under_load(request, prism, setting):
     priority = run.mix.flows_of(mix_mod.PRIORITY)
     for flow in priority:
         assert_intact(run.results(), flow=flow.name, tolerate=("lost",))  # never duplicated, reordered, damaged
-    # A probe the host's own FIFO queues dropped (tap, host backlog: testbed.hostdrops) was never
+    # A probe the host's own FIFO queues dropped (tap, host backlog: testbed.traffic.hostdrops) was never
     # the guest's to protect; every other lost priority probe is the kernel's.
     lost = {f.name: (run.results().integrity(f.name).lost, run.lost_at_host(f.name)) for f in priority}
     beyond_host = {name: total - at_host for name, (total, at_host) in lost.items() if total > at_host}

@@ -17,12 +17,12 @@ import time
 
 import pytest
 
-from testbed import mix as mix_mod
-from testbed import overlay, prism_knobs
-from testbed.bulk import Iperf3Spec
-from testbed.pytest_traffic import Traffic
-from testbed.stagewatch import parse_prism_stat
-from testbed.verdict import assert_intact
+from testbed import Traffic, assert_intact
+from testbed.net import overlay
+from testbed.traffic import mix as mix_mod
+from testbed.traffic import prism_knobs
+from testbed.traffic.bulk import Iperf3Spec
+from testbed.traffic.stagewatch import parse_prism_stat
 
 pytestmark = [pytest.mark.vm, pytest.mark.debug_kernel]
 

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import pytest
 
-from testbed import prism_knobs
-from testbed.errors import TestbedError
-from testbed.stagewatch import parse_prism_stat
+from testbed.core.errors import TestbedError
+from testbed.traffic import prism_knobs
+from testbed.traffic.stagewatch import parse_prism_stat
 
 pytestmark = [pytest.mark.vm, pytest.mark.debug_kernel]
 

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from testbed.errors import VerdictError
-from testbed.latency import summarize
-from testbed.prober import HostProber, ProbeFlow
-from testbed.verdict import assert_intact
+from testbed import assert_intact, summarize
+from testbed.core.errors import VerdictError
+from testbed.traffic.prober import HostProber, ProbeFlow
 
 pytestmark = pytest.mark.vm
 

@@ -13,12 +13,12 @@ import time
 from pathlib import Path
 
 import pytest
+from leftovers import netns_names, pids_naming
 
-from testbed import topology as topology_mod
-from testbed.deployment import Deployment
-from testbed.errors import ConfigError
-from testbed.fabric import NETNS_PREFIX, reap_stale, runtime_dir
-from testbed.leftovers import netns_names, pids_naming
+from testbed import Deployment
+from testbed.core.errors import ConfigError
+from testbed.net import topology as topology_mod
+from testbed.net.fabric import NETNS_PREFIX, reap_stale, runtime_dir
 
 pytestmark = pytest.mark.vm
 
@@ -163,10 +163,10 @@ def test_teardown_leaves_nothing_behind(kernel, guest_image, accel):
 KILLED_RUN = """
 import sys, time
 from pathlib import Path
-from testbed.accel import AccelChoice
-from testbed.deployment import Deployment
-from testbed.image import build_image, load_spec
-from testbed.kernel import prebuilt
+from testbed.vm.accel import AccelChoice
+from testbed import Deployment
+from testbed.build.image import build_image, load_spec
+from testbed.build.kernel import prebuilt
 sys.path.insert(0, {cases!r})
 from test_topologies import ONE_VM
 d = Deployment(ONE_VM, prebuilt(Path({bzimage!r})), build_image(load_spec()), AccelChoice("tcg", False, "test"))

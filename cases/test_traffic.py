@@ -3,7 +3,7 @@
 These are the measurements the PRISM cases build on. The flood's rate is
 calibrated on this host (the first deployment of the session that needs it),
 and the loaded run must prove that the queue stood in the server's RPS CPU
-backlog, with headroom before it (testbed.regime). Without PRISM acting
+backlog, with headroom before it (testbed.analysis.regime). Without PRISM acting
 (vanilla, or prism with its mode off, the default), that queue must delay
 priority probes well beyond their unloaded RTT: if it does not, the mix is
 not loading the stage PRISM acts on, and these cases fail rather than let a
@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import pytest
 
-from testbed.latency import SLOWER, compare
-from testbed.verdict import assert_intact
+from testbed import SLOWER, assert_intact, compare
 
 pytestmark = pytest.mark.vm
 

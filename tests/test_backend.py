@@ -1,4 +1,4 @@
-"""testbed.backend: what differs between the qemu and libvirt backends (nothing is started)."""
+"""testbed.net.backend: what differs between the qemu and libvirt backends (nothing is started)."""
 
 from __future__ import annotations
 
@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from testbed import fabric as fabric_mod
-from testbed.backend import Backend
-from testbed.errors import ConfigError, FabricError
-from testbed.fabric import Fabric
-from testbed.libvirt_machine import DEFAULT_URI, LibvirtMachine
-from testbed.machine import Machine
-from testbed.qemu_cmd import MachineSpec
+from testbed.core.errors import ConfigError, FabricError
+from testbed.net import fabric as fabric_mod
+from testbed.net.backend import Backend
+from testbed.net.fabric import Fabric
+from testbed.vm.libvirt_machine import DEFAULT_URI, LibvirtMachine
+from testbed.vm.machine import Machine
+from testbed.vm.qemu_cmd import MachineSpec
 
 SPEC = MachineSpec(name="client", kernel=Path("/k/bzImage"), image=Path("/img/root.ext4"))
 

@@ -7,9 +7,9 @@ import random
 
 import pytest
 
-from testbed import breakdown
-from testbed.latency import percentile
-from testbed.verdict import ProbeRecord
+from testbed.analysis import breakdown
+from testbed.analysis.latency import percentile
+from testbed.analysis.verdict import ProbeRecord
 
 HOST_T0 = 1_700_000_000_000_000_000
 OFFSET = 123_456_789  # the guest's clock runs this far ahead of the host's

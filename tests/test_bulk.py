@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from testbed.bulk import FrameBatch, HostFloodSpec, Iperf3Spec, parse_iperf3
+from testbed.traffic.bulk import FrameBatch, HostFloodSpec, Iperf3Spec, parse_iperf3
 
 
 def test_a_frame_batch_sends_every_frame_in_one_call():
@@ -66,7 +66,7 @@ def test_an_ipv6_flood_frame_gets_the_udp_checksum_scapy_computes():
     from scapy.layers.vxlan import VXLAN
     from scapy.packet import Raw
 
-    from testbed.frames import with_udp6_checksum
+    from testbed.traffic.frames import with_udp6_checksum
 
     inner = IPv6(src="fd00::1", dst="fd00::2") / UDP(sport=20000, dport=9000, chksum=0) / Raw(bytes(1200))
     frame = bytes(Ether() / IP(src="192.0.2.1", dst="192.0.2.2") / UDP(sport=1, dport=4789, chksum=0)

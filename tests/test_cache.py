@@ -1,4 +1,4 @@
-"""testbed.cache: atomic, verified, content-addressed entries."""
+"""testbed.core.cache: atomic, verified, content-addressed entries."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import threading
 
 import pytest
 
-from testbed import cache
-from testbed.cache import MANIFEST, Store, atomic_write_text, file_lock, sha256_file_memo
+from testbed.core import cache
+from testbed.core.cache import MANIFEST, Store, atomic_write_text, file_lock, sha256_file_memo
 
 
 @pytest.fixture(autouse=True)

@@ -8,8 +8,9 @@ import subprocess
 import sys
 import time
 
-from testbed import cli, fabric
-from testbed.cache import clean_directory, lock_if_free
+from testbed import cli
+from testbed.core.cache import clean_directory, lock_if_free
+from testbed.net import fabric
 
 
 def _entry(directory, name: str, size: int = 4096):

@@ -10,7 +10,8 @@ import subprocess
 
 import pytest
 
-from testbed import cli, doctor
+from testbed import cli
+from testbed.harness import doctor
 
 
 @pytest.fixture

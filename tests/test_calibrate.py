@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from testbed import calibrate
-from testbed import mix as mix_mod
-from testbed.calibrate import CONFIRM, MARGIN, Calibration, Step, calibrated, choose, should_stop
-from testbed.errors import ConfigError, VerdictError
-from testbed.regime import Regime
+from testbed.analysis.regime import Regime
+from testbed.core.errors import ConfigError, VerdictError
+from testbed.traffic import calibrate
+from testbed.traffic import mix as mix_mod
+from testbed.traffic.calibrate import CONFIRM, MARGIN, Calibration, Step, calibrated, choose, should_stop
 
 
 def step(rate: float, valid: bool, *, sent: float | None = None, headroom: bool = True,
@@ -33,7 +33,7 @@ def test_a_step_that_only_just_held_is_not_the_base():
 
 
 def test_one_refining_step_between_the_base_and_the_step_below_it():
-    from testbed.calibrate import refinement
+    from testbed.traffic.calibrate import refinement
     steps = [step(2000, False), step(3000, True), step(4500, True)]
     middle = refinement(steps)
     assert middle == pytest.approx((2000 * 3000) ** 0.5)
@@ -45,7 +45,7 @@ def test_one_refining_step_between_the_base_and_the_step_below_it():
 
 
 def test_a_window_narrower_than_a_step_is_searched_between_the_two_steps_around_it():
-    from testbed.calibrate import bracket
+    from testbed.traffic.calibrate import bracket
     steps = [step(15000, False), step(22000, False), step(33000, False, headroom=False),
              step(50000, False, headroom=False)]
     assert bracket(steps) == (22000, 33000)

@@ -7,10 +7,11 @@ import os
 
 import pytest
 
-from testbed import cli, supervisor
+from testbed import cli
 from testbed.cli import up as up_cli
-from testbed.errors import RunError
-from testbed.fabric import _process_start
+from testbed.core.errors import RunError
+from testbed.net import supervisor
+from testbed.net.fabric import _process_start
 
 
 def parse(*argv: str):

@@ -6,8 +6,9 @@ import collections
 
 import pytest
 
-from testbed import cli, doctor
-from testbed.doctor import Check
+from testbed import cli
+from testbed.harness import doctor
+from testbed.harness.doctor import Check
 
 
 @pytest.fixture
@@ -58,7 +59,7 @@ def test_disk_space_thresholds(monkeypatch, tmp_path, free_gib, status):
 
 def test_missing_qemu_fails_and_is_required(monkeypatch):
     monkeypatch.setattr(doctor.shutil, "which", lambda name: None)
-    monkeypatch.setattr("testbed.qemu_cmd.shutil.which", lambda name: None)
+    monkeypatch.setattr("testbed.vm.qemu_cmd.shutil.which", lambda name: None)
     check = doctor.check_qemu()
     assert check.blocking and "qemu-system-x86_64 not found" in check.detail
 
@@ -104,7 +105,7 @@ def test_the_real_host_checks_run():
 
 
 def test_unrecorded_leftovers_are_named_and_left_alone(monkeypatch):
-    from testbed import fabric
+    from testbed.net import fabric
     monkeypatch.setattr(fabric, "unrecorded", lambda: ["prism-userlab"])
     check = doctor.check_unrecorded()
     assert check.status == "warn" and "prism-userlab" in check.detail and "left alone" in check.detail

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from testbed.errors import ConfigError
-from testbed.experiment import DEFAULT_SETTINGS, ExperimentPlan
+from testbed.core.errors import ConfigError
+from testbed.harness.experiment import DEFAULT_SETTINGS, ExperimentPlan
 
 
 @pytest.mark.parametrize(("plan", "message"), [

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from testbed.fabric import BRIDGE, Fabric, new_run_id
+from testbed.net.fabric import BRIDGE, Fabric, new_run_id
 
 TUNSETIFF = 0x400454CA
 IFF_TAP, IFF_NO_PI, IFF_MULTI_QUEUE = 0x0002, 0x1000, 0x0100

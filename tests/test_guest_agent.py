@@ -1,4 +1,4 @@
-"""testbed.guest_agent against a fake qemu-guest-agent on a unix socket.
+"""testbed.vm.guest_agent against a fake qemu-guest-agent on a unix socket.
 
 The fake speaks newline-delimited JSON like the real agent: one request per
 line in, whatever bytes the test scripts out. It records every request, so a
@@ -16,8 +16,8 @@ import time
 
 import pytest
 
-from testbed.errors import GuestCommandError, GuestCommandTimeout, MachineError
-from testbed.guest_agent import CommandResult, GuestAgent
+from testbed.core.errors import GuestCommandError, GuestCommandTimeout, MachineError
+from testbed.vm.guest_agent import CommandResult, GuestAgent
 
 PID = 4242
 CLOSE = object()  # a responder returns this to make the fake hang up

@@ -1,4 +1,4 @@
-"""testbed.hostdrops: when the host dropped, and which lost probes that explains."""
+"""testbed.traffic.hostdrops: when the host dropped, and which lost probes that explains."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import pytest
 from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Ether
 
-from testbed.hostdrops import HostDrop, HostDropWatch, backlog_drops, lost_at_host, tx_drops
-from testbed.netns import sending_socket
-from testbed.records import ProbeRecord
+from testbed.analysis.records import ProbeRecord
+from testbed.core.netns import sending_socket
+from testbed.traffic.hostdrops import HostDrop, HostDropWatch, backlog_drops, lost_at_host, tx_drops
 
 PROC_NET_DEV = """Inter-|   Receive                                                |  Transmit
  face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed

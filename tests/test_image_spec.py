@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from testbed.errors import ConfigError
-from testbed.image import IMAGES_DIR, load_spec, mmdebstrap_argv
+from testbed.build.image import IMAGES_DIR, load_spec, mmdebstrap_argv
+from testbed.core.errors import ConfigError
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""testbed's modules import each other without a circle, read from the source (ast), not by importing."""
+"""testbed's shape, read from the source (ast), not by importing: no circle, no upward import, short modules."""
 
 from __future__ import annotations
 
@@ -64,8 +64,8 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
 
 def test_the_reader_sees_the_package():
-    assert "testbed.records" in GRAPH["testbed.verdict"]
-    assert "testbed.errors" in GRAPH["testbed.latency"]
+    assert "testbed.analysis.records" in GRAPH["testbed.analysis.verdict"]
+    assert "testbed.core.errors" in GRAPH["testbed.analysis.latency"]
 
 
 def test_a_circle_is_found_when_there_is_one():
@@ -75,3 +75,39 @@ def test_a_circle_is_found_when_there_is_one():
 
 def test_no_module_imports_itself_back_through_others():
     assert find_cycle(GRAPH) is None, " -> ".join(find_cycle(GRAPH) or [])
+
+
+# The pipeline's order: a part may import from the parts before it, never from one after it.
+LAYERS = ["core", "analysis", "build", "vm", "net", "traffic", "harness", "cli"]
+MAX_LINES = 400
+
+
+def layer(module: str) -> int | None:
+    """The index in LAYERS of a module's part (None: testbed's own __init__)."""
+    parts = module.split(".")
+    return LAYERS.index(parts[1]) if len(parts) > 1 else None
+
+
+def upward_imports(graph: dict[str, set[str]]) -> list[str]:
+    return sorted(f"{a} -> {b}" for a, targets in graph.items() for b in targets
+                  if layer(a) is not None and layer(b) is not None and layer(b) > layer(a))
+
+
+def test_every_module_lives_in_a_part_of_the_pipeline():
+    loose = sorted(m for m in MODULES if m != "testbed" and m.split(".")[1] not in LAYERS)
+    assert not loose, f"modules outside {LAYERS}: {loose}"
+
+
+def test_an_upward_import_is_found_when_there_is_one():
+    assert upward_imports({"testbed.vm.machine": {"testbed.net.fabric", "testbed.core.errors"}}) == [
+        "testbed.vm.machine -> testbed.net.fabric"]
+
+
+def test_no_part_imports_from_a_later_part():
+    assert upward_imports(GRAPH) == []
+
+
+def test_no_module_is_longer_than_a_newcomer_reads_in_one_go():
+    long = {m: n for p in PACKAGE.rglob("*.py") if (n := len(p.read_text().splitlines())) > MAX_LINES
+            for m in [module_name(p)]}
+    assert not long, f"modules over {MAX_LINES} lines: {long}"

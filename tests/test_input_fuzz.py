@@ -19,13 +19,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from testbed import mix as mix_mod
-from testbed import report
-from testbed import topology as topology_mod
+from testbed.analysis import report
 from testbed.cli.argtypes import positive_int, positive_seconds
-from testbed.errors import ConfigError, TestbedError
-from testbed.experiment import ExperimentPlan
-from testbed.prism_knobs import parse_setting
+from testbed.core.errors import ConfigError, TestbedError
+from testbed.harness.experiment import ExperimentPlan
+from testbed.net import topology as topology_mod
+from testbed.traffic import mix as mix_mod
+from testbed.traffic.prism_knobs import parse_setting
 
 ROOT = Path(__file__).resolve().parent.parent
 TOPOLOGY = (ROOT / "cases/topologies/two-vm.toml").read_text()

@@ -1,4 +1,4 @@
-"""testbed.kconfig: parsing fragments, checking the final .config, explaining drops."""
+"""testbed.build.kconfig: parsing fragments, checking the final .config, explaining drops."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import textwrap
 
 import pytest
 
-from testbed.errors import ConfigError
-from testbed.kconfig import Mismatch, explain, find_kconfig_entry, parse_config_text, verify
+from testbed.build.kconfig import Mismatch, explain, find_kconfig_entry, parse_config_text, verify
+from testbed.core.errors import ConfigError
 
 # --- parse_config_text ------------------------------------------------------
 

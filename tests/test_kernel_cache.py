@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from testbed import kernel as kernel_mod
-from testbed import kernel_spec
-from testbed.cache import Store
+from testbed.build import kernel as kernel_mod
+from testbed.build import kernel_spec
+from testbed.core.cache import Store
 
 
 @pytest.fixture

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from testbed import kernel as kernel_mod
-from testbed import kernel_spec
-from testbed.cache import Store
-from testbed.errors import KernelBuildError
-from testbed.kernel_source import apply_patch, patched_tree, pristine_tree
-from testbed.progress import Step
+from testbed.build import kernel as kernel_mod
+from testbed.build import kernel_spec
+from testbed.build.kernel_source import apply_patch, patched_tree, pristine_tree
+from testbed.core.cache import Store
+from testbed.core.errors import KernelBuildError
+from testbed.core.progress import Step
 
 GOOD_PATCH = textwrap.dedent("""\
     --- a/net/core/dev.c
@@ -114,8 +114,8 @@ def test_variant_whose_patch_fails_leaves_no_cache_entry(cache, tarball, tmp_pat
 
 
 def test_url_source_is_fetched_once_and_checked(cache, tarball):
-    from testbed.cache import sha256_file
-    from testbed.kernel_source import fetch_tarball
+    from testbed.build.kernel_source import fetch_tarball
+    from testbed.core.cache import sha256_file
 
     good = kernel_spec.KernelSource("pinned", url=tarball.as_uri(), sha256=sha256_file(tarball))
     fetched = fetch_tarball(good, Step("test"))
@@ -126,7 +126,7 @@ def test_url_source_is_fetched_once_and_checked(cache, tarball):
 
 
 def test_url_source_with_wrong_sha256_is_refused_and_not_kept(cache, tarball):
-    from testbed.kernel_source import fetch_tarball
+    from testbed.build.kernel_source import fetch_tarball
 
     bad = kernel_spec.KernelSource("pinned", url=tarball.as_uri(), sha256="0" * 64)
     with pytest.raises(KernelBuildError, match=r"kernel source pinned: file://.* has sha256 [0-9a-f]{64}, pinned 0{64}"):
@@ -135,7 +135,7 @@ def test_url_source_with_wrong_sha256_is_refused_and_not_kept(cache, tarball):
 
 
 def test_unreachable_url_is_a_one_line_error(cache, tmp_path):
-    from testbed.kernel_source import fetch_tarball
+    from testbed.build.kernel_source import fetch_tarball
 
     missing = kernel_spec.KernelSource("pinned", url=(tmp_path / "nope.tar.xz").as_uri(), sha256="1" * 64)
     with pytest.raises(KernelBuildError, match=r"kernel source pinned: cannot fetch file://"):

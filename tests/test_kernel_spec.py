@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from testbed import kernel_spec
-from testbed.errors import ConfigError
-from testbed.kernel_spec import BuildSpec, load_catalog, resolve
+from testbed.build import kernel_spec
+from testbed.build.kernel_spec import BuildSpec, load_catalog, resolve
+from testbed.core.errors import ConfigError
 
 
 def make_config_dir(tmp_path: Path, toml: str, files: dict[str, str] | None = None) -> Path:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from testbed import ktap
-from testbed.errors import VerdictError
+from testbed.analysis import ktap
+from testbed.core.errors import VerdictError
 
 CONSOLE = """\
 [    0.500000] Run /init as init process

@@ -6,8 +6,8 @@ import threading
 
 import pytest
 
-from testbed import libvirt_machine
-from testbed.errors import MachineError
+from testbed.core.errors import MachineError
+from testbed.vm import libvirt_machine
 
 
 def test_a_call_that_returns_in_time_gives_its_value():

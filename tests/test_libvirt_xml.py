@@ -1,12 +1,12 @@
-"""testbed.libvirt_xml: the domain XML, checked as structure (no libvirtd needed)."""
+"""testbed.vm.libvirt_xml: the domain XML, checked as structure (no libvirtd needed)."""
 
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from testbed.libvirt_xml import AGENT_CHANNEL, QEMU_NS, domain_element, domain_xml
-from testbed.qemu_cmd import MachineSpec, NicSpec
+from testbed.vm.libvirt_xml import AGENT_CHANNEL, QEMU_NS, domain_element, domain_xml
+from testbed.vm.qemu_cmd import MachineSpec, NicSpec
 
 MAC = "52:54:00:12:34:01"
 Q = {"qemu": QEMU_NS}

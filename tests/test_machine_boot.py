@@ -1,4 +1,4 @@
-"""testbed.machine_common: one relaunch when the emulator dies during boot, never for a guest's fault.
+"""testbed.vm.machine_common: one relaunch when the emulator dies during boot, never for a guest's fault.
 
 Both backends boot through MachineCommon.__enter__; a scripted machine
 stands in for QEMU here, so each path of the retry runs without a VM.
@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from testbed.errors import MachineError
-from testbed.machine_common import MachineCommon
-from testbed.splat import ConsoleWatcher
+from testbed.core.errors import MachineError
+from testbed.vm.machine_common import MachineCommon
+from testbed.vm.splat import ConsoleWatcher
 
 
 @dataclass

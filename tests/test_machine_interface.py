@@ -11,9 +11,9 @@ import inspect
 
 import pytest
 
-from testbed.libvirt_machine import LibvirtMachine
-from testbed.machine import Machine
-from testbed.machine_common import MachineCommon
+from testbed.vm.libvirt_machine import LibvirtMachine
+from testbed.vm.machine import Machine
+from testbed.vm.machine_common import MachineCommon
 
 ABSTRACT = sorted(MachineCommon.__abstractmethods__)
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from testbed import mix as mix_mod
-from testbed import topology as topology_mod
-from testbed.errors import ConfigError
+from testbed.core.errors import ConfigError
+from testbed.net import topology as topology_mod
+from testbed.traffic import mix as mix_mod
 
 GOOD = """
 name = "m"

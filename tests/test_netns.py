@@ -8,8 +8,8 @@ import subprocess
 
 import pytest
 
-from testbed.errors import FabricError
-from testbed.netns import interface_mac, socket_in
+from testbed.core.errors import FabricError
+from testbed.core.netns import interface_mac, socket_in
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from testbed import overlay, topology
+from testbed.net import overlay, topology
 
 
 def test_server_script_lays_out_underlay_vxlan_bridge_and_container_netns():

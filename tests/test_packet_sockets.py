@@ -20,8 +20,8 @@ from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Ether
 from scapy.packet import Raw
 
-from testbed.netns import sending_socket
-from testbed.prober import reply_socket, socket_drops
+from testbed.core.netns import sending_socket
+from testbed.traffic.prober import reply_socket, socket_drops
 
 
 @pytest.fixture

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from testbed import mix as mix_mod
-from testbed.prism_knobs import PrismSetting, parse_setting
+from testbed.traffic import mix as mix_mod
+from testbed.traffic.prism_knobs import PrismSetting, parse_setting
 
 
 def test_settings_parse_with_their_extras():

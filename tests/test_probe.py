@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from testbed import probe
-from testbed.errors import VerdictError
+from testbed.core.errors import VerdictError
+from testbed.traffic import probe
 
 
 @pytest.mark.parametrize("size", [probe.MIN_SIZE, 64, 1000, 1400, probe.MAX_SIZE])

@@ -8,8 +8,8 @@ from scapy.layers.l2 import Ether
 from scapy.layers.vxlan import VXLAN
 from scapy.packet import Raw
 
-from testbed import probe
-from testbed.prober import ProbeFlow, parse_reply
+from testbed.traffic import probe
+from testbed.traffic.prober import ProbeFlow, parse_reply
 
 
 def reply_frame(payload: bytes, outer_options: bytes = b"") -> bytes:
@@ -61,7 +61,7 @@ def test_parse_reply_finds_an_icmp_echo_replys_payload():
 def test_icmp_probe_frames_carry_seq_and_a_valid_checksum():
     from scapy.layers.inet import ICMP
 
-    from testbed.prober import probe_frame
+    from testbed.traffic.prober import probe_frame
     flow = ProbeFlow("p", "s1", flow_id=1, protocol="icmp", size=64)
     template = bytes(Ether() / IP(src="192.168.77.2", dst="192.168.77.12") / UDP(sport=5, dport=4789) / VXLAN(vni=42)
                      / Ether() / IP(src="10.42.0.1", dst="10.42.0.21") / ICMP(type=8, id=40001) / Raw(bytes(64)))
@@ -91,7 +91,7 @@ def v6_template(l4) -> bytes:
 def test_ipv6_probe_frames_carry_valid_checksums(protocol):
     from scapy.layers.inet6 import ICMPv6EchoRequest, IPv6, in6_chksum
 
-    from testbed.prober import probe_frame
+    from testbed.traffic.prober import probe_frame
     flow = ProbeFlow("p", "s1", flow_id=1, protocol=protocol, ip=6, size=64)
     l4 = ICMPv6EchoRequest(id=40001, cksum=0) if protocol == "icmp" else UDP(sport=40001, dport=7007, chksum=0)
     payload = probe.encode(1, 3, 5, 64)
@@ -112,7 +112,7 @@ def test_parse_reply_handles_inner_ipv6_udp_and_echo_reply():
 
 
 def test_record_of_keeps_the_guest_stamps_and_none_where_the_reply_had_none():
-    from testbed.prober import Reply, record_of
+    from testbed.traffic.prober import Reply, record_of
     stamped = probe.decode(probe.fill_stamps(probe.encode(1, 4, 100, 64), 150, 160, 170))
     r = record_of("p", 4, 100, Reply(rx_ns=300, decoded=stamped, copies=2))
     assert (r.received_ns, r.duplicate_count, r.length_ok, r.crc_ok) == (300, 1, True, True)
@@ -128,7 +128,7 @@ def test_receiver_takes_the_stamps_from_each_reply():
     import struct
     import threading
 
-    from testbed.prober import SO_TIMESTAMPNS, HostProber, record_of
+    from testbed.traffic.prober import SO_TIMESTAMPNS, HostProber, record_of
 
     flow = ProbeFlow("p", "s1", flow_id=1)
     stop = threading.Event()

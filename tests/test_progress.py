@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from testbed.progress import CommandFailed, Step, print_tail
+from testbed.core.progress import CommandFailed, Step, print_tail
 
 
 def test_output_goes_to_the_log(tmp_path):

@@ -1,4 +1,4 @@
-"""testbed.qemu_cmd: the QEMU command line, built without running anything."""
+"""testbed.vm.qemu_cmd: the QEMU command line, built without running anything."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from testbed.errors import ConfigError
-from testbed.qemu_cmd import MachineSpec, NicSpec, RunFiles, build_argv, kernel_args
+from testbed.core.errors import ConfigError
+from testbed.vm.qemu_cmd import MachineSpec, NicSpec, RunFiles, build_argv, kernel_args
 
 MAC = "52:54:00:12:34:01"
 

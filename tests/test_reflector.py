@@ -15,17 +15,18 @@ from pathlib import Path
 
 import pytest
 
-from testbed import breakdown, probe
-from testbed.netns import socket_in
-from testbed.prober import SO_TIMESTAMPNS
-from testbed.verdict import ProbeRecord
+from testbed.analysis import breakdown
+from testbed.analysis.verdict import ProbeRecord
+from testbed.core.netns import socket_in
+from testbed.traffic import probe
+from testbed.traffic.prober import SO_TIMESTAMPNS
 
 SOURCE = Path(__file__).resolve().parent.parent / "images" / "src" / "prism-reflector.c"
 
 CLIENT = textwrap.dedent("""
     import socket, subprocess, sys, time
     sys.path.insert(0, {root!r})
-    from testbed import probe
+    from testbed.traffic import probe
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
     server = subprocess.Popen([{binary!r}, "-u", "-t", "-p", "7007"], stdout=subprocess.PIPE, text=True)
     try:

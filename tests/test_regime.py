@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from testbed.regime import HEADROOM_DROP_SHARE, STANDING_SHARE, Regime, WindowBacklog, judge, level_for
-from testbed.stagewatch import VmStages
+from testbed.analysis.regime import HEADROOM_DROP_SHARE, STANDING_SHARE, Regime, WindowBacklog, judge, level_for
+from testbed.traffic.stagewatch import VmStages
 
 
 def stages(occupancy: float, *, cpu: int = 1, tap_drop: int = 0, gro_drop: int = 0, nic_drop: int = 0,
@@ -77,7 +77,7 @@ def _record(label: str, loaded: bool, p99_us: float, valid: bool | None, round_n
 
 
 def test_the_report_shows_each_runs_regime_and_counts_only_valid_rounds():
-    from testbed import regime_report
+    from testbed.analysis import regime_report
     records = [_record("vanilla", False, 2000, None), _record("vanilla", True, 60000, True, 1),
                _record("vanilla", True, 90000, False, 2), _record("vanilla", True, 70000, True, 2)]
     regime = regime_report.regime_rows(records)
@@ -88,7 +88,7 @@ def test_the_report_shows_each_runs_regime_and_counts_only_valid_rounds():
 
 
 def test_the_calibration_table_says_which_steps_held():
-    from testbed import regime_report
+    from testbed.analysis import regime_report
     held = Regime(required=True, valid=True, why="ok", standing=True).to_dict()
     burst = Regime(required=True, valid=False, why="no", standing=True, headroom=False).to_dict()
     rows = regime_report.calibration_rows({"steps": [
@@ -98,7 +98,7 @@ def test_the_calibration_table_says_which_steps_held():
 
 
 def test_round_rows_say_how_many_of_the_lost_probes_the_host_dropped():
-    from testbed import regime_report
+    from testbed.analysis import regime_report
     record = _record("prism-sync", True, 9000, True)
     record["flows"]["priority"]["lost_at_host"] = 1
     assert regime_report.round_rows([record])[1][5] == "1/10 (1 on the host)"

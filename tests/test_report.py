@@ -8,15 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from testbed import mix as mix_mod
-from testbed import report
-from testbed import topology as topology_mod
-from testbed.accel import AccelChoice
-from testbed.errors import ConfigError
-from testbed.kernel import Kernel
-from testbed.prober import ProbeRun
-from testbed.traffic import MixRun
-from testbed.verdict import ProbeRecord
+from testbed.analysis import report
+from testbed.analysis.verdict import ProbeRecord
+from testbed.build.kernel import Kernel
+from testbed.core.errors import ConfigError
+from testbed.net import topology as topology_mod
+from testbed.traffic import mix as mix_mod
+from testbed.traffic.prober import ProbeRun
+from testbed.traffic.run import MixRun
+from testbed.vm.accel import AccelChoice
 
 MIX = mix_mod.load("overlay-flood")
 TOPOLOGY = topology_mod.load("two-vm")

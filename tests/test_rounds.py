@@ -1,4 +1,4 @@
-"""testbed.rounds: t intervals over rounds on log scale, the dual gate, run records, verdict.json.
+"""testbed.analysis.rounds: t intervals over rounds on log scale, the dual gate, run records, verdict.json.
 
 The intervals are checked against numbers worked by hand and against a
 direct computation with scipy.stats.t (not the ttest functions the module
@@ -15,20 +15,20 @@ import warnings
 import pytest
 from scipy import stats
 
-from testbed.errors import VerdictError
-from testbed.rounds import (
+from testbed.analysis.counted import excluded_runs
+from testbed.analysis.rounds import (
     INCONCLUSIVE,
     PRACTICAL_MINIMUM,
     SCHEMA,
     RoundVerdict,
-    excluded_runs,
     over_rounds,
     rise_over_rounds,
     verdict_rows,
     verdicts_from_records,
     write_verdict_json,
 )
-from testbed.verdict import FASTER, SLOWER
+from testbed.analysis.verdict import FASTER, SLOWER
+from testbed.core.errors import VerdictError
 
 # per-round log ratios ln 0.5 + (0.1, -0.1, 0): mean ln 0.5, sd 0.1, se 0.1/sqrt 3, t(0.975, df 2) = 4.30265
 PAIRED_A = [500 * math.exp(0.1), 1000 * math.exp(-0.1), 2000.0]

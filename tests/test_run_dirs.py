@@ -7,7 +7,8 @@ import subprocess
 
 import pytest
 
-from testbed import fabric, guest_shell
+from testbed.net import fabric
+from testbed.vm import guest_shell
 
 
 @pytest.fixture

@@ -1,10 +1,10 @@
-"""testbed.splat: recognising kernel splats in console output."""
+"""testbed.vm.splat: recognising kernel splats in console output."""
 
 from __future__ import annotations
 
 import pytest
 
-from testbed.splat import MAX_LINES, ConsoleWatcher, SplatScanner, classify
+from testbed.vm.splat import MAX_LINES, ConsoleWatcher, SplatScanner, classify
 
 
 @pytest.mark.parametrize("line, kind", [

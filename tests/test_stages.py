@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from testbed.errors import VerdictError
-from testbed.stages import parse_ip_link, parse_snmp, parse_softnet
+from testbed.analysis.stages import parse_ip_link, parse_snmp, parse_softnet
+from testbed.core.errors import VerdictError
 
 
 def softnet_line(processed, dropped, squeeze, backlog, cpu, rps=0, flow_limit=0) -> str:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from testbed import topology as topology_mod
-from testbed.regime import WindowBacklog
-from testbed.stages import LinkStats, SoftnetRow
-from testbed.stagewatch import (
+from testbed.analysis.regime import WindowBacklog
+from testbed.analysis.stages import LinkStats, SoftnetRow
+from testbed.net import topology as topology_mod
+from testbed.traffic.stagewatch import (
     BacklogSample,
     Snapshot,
     Stagemon,
@@ -100,7 +100,7 @@ def test_irq_script_routes_only_that_nics_queue_interrupts_and_fails_without_any
 
 
 def test_softirq_share_per_cpu():
-    from testbed.stagewatch import parse_proc_stat
+    from testbed.traffic.stagewatch import parse_proc_stat
     before = parse_proc_stat("cpu  1 2 3 4 5 6 7 8 0 0\ncpu0 10 0 10 70 0 0 10 0 0 0\ncpu1 0 0 0 100 0 0 0 0 0 0\n")
     after = parse_proc_stat("cpu  1 2 3 4 5 6 7 8 0 0\ncpu0 20 0 20 80 0 0 80 0 0 0\ncpu1 0 0 0 200 0 0 0 0 0 0\n")
     assert before[0] == (10, 70, 100) and after[0] == (80, 80, 200)
@@ -114,7 +114,7 @@ def test_softirq_share_per_cpu():
 
 
 def test_backlog_drops_charged_to_the_vxlan_device_are_not_gro_cells_drops():
-    from testbed.stagewatch import gro_cells_drops
+    from testbed.traffic.stagewatch import gro_cells_drops
     # 1000 backlog drops: 400 at the veth hop (veth tx_dropped), so 600 at the VXLAN hop, charged to vx42
     assert gro_cells_drops({"vx42": 700}, backlog_dropped=1000, veth_tx_dropped=400) == {"vx42": 100}
     assert gro_cells_drops({"vx42": 50}, backlog_dropped=1000, veth_tx_dropped=0) == {"vx42": 0}

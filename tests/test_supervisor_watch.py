@@ -7,9 +7,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from testbed.errors import GuestCommandError, RunError
-from testbed.splat import Splat
-from testbed.supervisor import Supervisor
+from testbed.core.errors import GuestCommandError, RunError
+from testbed.net.supervisor import Supervisor
+from testbed.vm.splat import Splat
 
 
 class FakeVm:

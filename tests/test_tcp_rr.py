@@ -6,9 +6,9 @@ import socket
 import threading
 import time
 
-from testbed import tcp_rr
-from testbed.prober import ProbeFlow
-from testbed.verdict import RunResults
+from testbed.analysis.verdict import RunResults
+from testbed.traffic import tcp_rr
+from testbed.traffic.prober import ProbeFlow
 
 
 def echo_server(mangle_seq: int | None = None) -> tuple[socket.socket, threading.Thread]:

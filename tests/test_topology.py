@@ -1,4 +1,4 @@
-"""testbed.topology: the shipped topologies, derived addressing, and every validation rule.
+"""testbed.net.topology: the shipped topologies, derived addressing, and every validation rule.
 
 Error cases start from one valid minimal topology (BASE), change one thing,
 write it to a file under tmp_path and load it by path, so the file name must
@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from testbed import topology
-from testbed.errors import ConfigError
-from testbed.topology import Container, Fabric, Nic, Overlay, Topology, Vm
+from testbed.core.errors import ConfigError
+from testbed.net import topology
+from testbed.net.topology import Container, Fabric, Nic, Overlay, Topology, Vm
 
 # --- the valid minimal topology the error cases vary -------------------------------------
 

@@ -1,4 +1,4 @@
-"""testbed.verdict: percentiles, bootstrap CIs, comparisons, integrity counts and the assertion helpers.
+"""testbed.analysis.verdict: percentiles, bootstrap CIs, comparisons, integrity counts and the assertion helpers.
 
 Every random sample comes from a seeded random.Random, so every outcome here
 is fixed; the statistical checks use margins wide enough that they are not
@@ -15,9 +15,8 @@ import time
 
 import pytest
 
-from testbed import latency
-from testbed.errors import VerdictError
-from testbed.verdict import (
+from testbed.analysis import latency
+from testbed.analysis.verdict import (
     FASTER,
     NO_DIFFERENCE,
     SLOWER,
@@ -33,6 +32,7 @@ from testbed.verdict import (
     percentile,
     summarize,
 )
+from testbed.core.errors import VerdictError
 
 
 def expo(mean: float, n: int, seed: int, flow: str = "f") -> FlowSamples:

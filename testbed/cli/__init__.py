@@ -14,8 +14,8 @@ import traceback
 
 from rich.markup import escape
 
-from ..errors import TestbedError
-from ..progress import console
+from ..core.errors import TestbedError
+from ..core.progress import console
 from . import build, cache, doctor, results, up
 
 

@@ -9,14 +9,14 @@ import shutil
 import sys
 from pathlib import Path
 
-from .. import accel as accel_mod
-from ..errors import TestbedError
-from ..fabric import Fabric, new_run_id, runtime_dir
-from ..image import build_image, load_spec
-from ..kernel import obtain
-from ..machine import Machine
-from ..progress import console
-from ..qemu_cmd import MachineSpec, NicSpec, kernel_args
+from ..build.image import build_image, load_spec
+from ..build.kernel import obtain
+from ..core.errors import TestbedError
+from ..core.progress import console
+from ..net.fabric import Fabric, new_run_id, runtime_dir
+from ..vm import accel as accel_mod
+from ..vm.machine import Machine
+from ..vm.qemu_cmd import MachineSpec, NicSpec, kernel_args
 from .argtypes import positive_int, positive_seconds
 
 

@@ -9,9 +9,9 @@ import subprocess
 
 from rich.table import Table
 
-from .. import fabric
-from ..cache import Removal, Store, cache_root, clean_directory, tree_size
-from ..progress import console
+from ..core.cache import Removal, Store, cache_root, clean_directory, tree_size
+from ..core.progress import console
+from ..net import fabric
 
 # What each `cache clean` option removes, by directory under the cache root.
 CLEAN_SETS = {

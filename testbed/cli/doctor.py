@@ -6,8 +6,8 @@ import argparse
 
 from rich.table import Table
 
-from .. import doctor
-from ..progress import console
+from ..core.progress import console
+from ..harness import doctor
 
 STYLE = {"ok": "[green]ok[/]", "warn": "[yellow]warn[/]", "fail": "[red]fail[/]"}
 

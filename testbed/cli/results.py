@@ -6,10 +6,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from .. import report
-from ..errors import ConfigError
-from ..experiment import DEFAULT_RETRIES, DEFAULT_ROUNDS, DEFAULT_SETTINGS, ExperimentPlan, publish, run_experiment
-from ..progress import console
+from ..analysis import report
+from ..core.errors import ConfigError
+from ..core.progress import console
+from ..harness.experiment import DEFAULT_RETRIES, DEFAULT_ROUNDS, DEFAULT_SETTINGS, ExperimentPlan, publish, run_experiment
 
 
 def cmd_experiment(args: argparse.Namespace) -> int:
@@ -28,14 +28,14 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     """Boot the mix's topology on one kernel and find its operating point (what `experiment` does first)."""
     import time
 
-    from .. import accel as accel_mod
-    from .. import mix as mix_mod
-    from .. import prism_knobs
-    from .. import topology as topology_mod
-    from ..calibrate import calibrate
-    from ..deployment import Deployment
-    from ..image import build_image, load_spec
-    from ..kernel import obtain
+    from ..build.image import build_image, load_spec
+    from ..build.kernel import obtain
+    from ..net import topology as topology_mod
+    from ..net.deployment import Deployment
+    from ..traffic import mix as mix_mod
+    from ..traffic import prism_knobs
+    from ..traffic.calibrate import calibrate
+    from ..vm import accel as accel_mod
 
     mix = mix_mod.load(args.mix)
     topo = topology_mod.load(mix.topology)

@@ -1,6 +1,6 @@
 """`prism-testbed up|status|exec|shell|down`: a topology that stays up.
 
-`up` hands the deployment to a detached supervisor (testbed.supervisor)
+`up` hands the deployment to a detached supervisor (testbed.net.supervisor)
 and returns once every VM and container is ready; the other commands find
 the run under the runtime directory and talk to that supervisor.
 """
@@ -15,14 +15,15 @@ from pathlib import Path
 from rich.markup import escape
 from rich.table import Table
 
-from .. import accel as accel_mod
-from .. import guest_shell, supervisor
-from .. import topology as topology_mod
-from ..errors import RunError
-from ..image import build_image, load_spec
-from ..kernel import obtain
-from ..progress import Step, console
-from ..qemu_cmd import kernel_args
+from ..build.image import build_image, load_spec
+from ..build.kernel import obtain
+from ..core.errors import RunError
+from ..core.progress import Step, console
+from ..net import supervisor
+from ..net import topology as topology_mod
+from ..vm import accel as accel_mod
+from ..vm import guest_shell
+from ..vm.qemu_cmd import kernel_args
 from .argtypes import positive_seconds
 
 

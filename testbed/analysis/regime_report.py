@@ -1,0 +1,161 @@
+"""Report tables for the evidence behind a verdict: the calibration ramp, each loaded run's regime,
+and each condition over its rounds. Plain rows (header first) from JSON records, so the rich
+and markdown reports and `prism-testbed report DIR` show the same thing.
+"""
+
+from __future__ import annotations
+
+import statistics
+
+
+def _label(record: dict) -> str:
+    return record.get("label") or record["kernel"]["variant"]
+
+
+def calibration_rows(calibration: dict) -> list[list[str]]:
+    """One row per ramp step: offered, sent, what the target CPU's backlog and the stages before it did."""
+    out = [["offered pps", "sent pps", "sender kept up", "target cpu", "occupancy", "backlog mean",
+            "backlog drops", "tap drop", "nic drop", "gro_cells drop", "regime"]]
+    for step in calibration.get("steps", []):
+        g = step["regime"]
+        out.append([str(step["target_pps"]), str(step["achieved_pps"]), "yes" if step["sender_kept_up"] else "no",
+                    ",".join(map(str, g.get("target_cpus", []))) or "-", f"{g.get('occupancy', 0):.0%}",
+                    f"{g.get('backlog_mean', 0):.0f}", str(g.get("backlog_drops", 0)),
+                    f"{g.get('tap_drop_share', 0):.2%}", f"{g.get('nic_drop_share', 0):.2%}",
+                    f"{g.get('gro_cells_drop_share', 0):.2%}",
+                    "held" if g.get("valid") else ("standing, no headroom" if g.get("standing") else "not standing")])
+    return out
+
+
+def calibration_title(calibration: dict) -> str:
+    host = calibration.get("host", {})
+    where = ", ".join(f"{k} {v}" for k, v in host.items())
+    rate = calibration.get("rate")
+    chosen = f"chosen {rate} pps" if rate is not None else "not reached"
+    ceiling = calibration.get("sender_ceiling_pps")
+    sender = f"; sender ceiling {ceiling:.0f} pps" if ceiling else "; the sender kept every step's schedule"
+    return f"calibration of {calibration.get('mix')} ({where}): {chosen}{sender} — {calibration.get('why', '')}"
+
+
+def regime_rows(records: list[dict]) -> list[list[str]]:
+    """One row per loaded run: the regime it proved (or not), with its figures."""
+    out = [["condition", "round", "try", "flood pps", "target cpu", "occupancy", "backlog mean", "backlog drops",
+            "tap drop", "nic drop", "gro_cells drop", "regime"]]
+    for r in records:
+        g = r.get("regime")
+        if not r["mix"]["loaded"] or not g:
+            continue
+        offered = sum(f["achieved_pps"] for f in r.get("floods", []))
+        if not g.get("required", True):
+            out.append([_label(r), str(r.get("round", 1)), str(r.get("attempt", 1)), f"{offered:.0f}", "-", "-", "-",
+                        "-", "-", "-", "-", "not required"])
+            continue
+        out.append([_label(r), str(r.get("round", 1)), str(r.get("attempt", 1)), f"{offered:.0f}",
+                    ",".join(map(str, g.get("target_cpus", []))) or "-", f"{g.get('occupancy', 0):.0%}",
+                    f"{g.get('backlog_mean', 0):.0f}", str(g.get("backlog_drops", 0)),
+                    f"{g.get('tap_drop_share', 0):.2%}", f"{g.get('nic_drop_share', 0):.2%}",
+                    f"{g.get('gro_cells_drop_share', 0):.2%}", "valid" if g.get("valid") else "INVALID"])
+    return out
+
+
+def _p99_ms(record: dict, flow: str) -> float | None:
+    summary = record["flows"].get(flow, {}).get("summary")
+    return None if not summary else summary["p99"] / 1000
+
+
+def round_rows(records: list[dict], flow: str = "priority", bulk: str = "bulk") -> list[list[str]]:
+    """Per condition: unloaded p99, loaded p99 of every valid round, their median, loss, bulk's p99."""
+    out = [["condition", "unloaded p99 ms", f"loaded {flow} p99 ms per valid round", "median", "valid/runs",
+            f"{flow} lost (valid)", f"{bulk} p99 median ms"]]
+    labels: list[str] = []
+    for r in records:
+        if flow in r["flows"] and _label(r) not in labels:
+            labels.append(_label(r))
+    for label in labels:
+        mine = [r for r in records if _label(r) == label and flow in r["flows"]]
+        unloaded = [p for r in mine if not r["mix"]["loaded"] if (p := _p99_ms(r, flow)) is not None]
+        loaded = [r for r in mine if r["mix"]["loaded"]]
+        valid = [r for r in loaded if (r.get("regime") or {}).get("valid")]
+        p99s = [p for r in valid if (p := _p99_ms(r, flow)) is not None]
+        bulk99 = [p for r in valid if bulk in r["flows"] if (p := _p99_ms(r, bulk)) is not None]
+        lost = sum(r["flows"][flow]["integrity"]["lost"] for r in valid)
+        sent = sum(r["flows"][flow]["integrity"]["sent"] for r in valid)
+        at_host = sum(r["flows"][flow].get("lost_at_host", 0) for r in valid)
+        out.append([label, " ".join(f"{p:.1f}" for p in unloaded) or "-", " ".join(f"{p:.1f}" for p in p99s) or "-",
+                    f"{statistics.median(p99s):.1f}" if p99s else "-", f"{len(valid)}/{len(loaded)}",
+                    f"{lost}/{sent}" + (f" ({at_host} on the host)" if at_host else ""),
+                    f"{statistics.median(bulk99):.1f}" if bulk99 else "-"])
+    return out
+
+
+def breakdown_summaries(records: list[dict]) -> dict[str, dict[str, dict | None]]:
+    """Per condition: each probe flow's breakdown unloaded, and in the valid round with the median priority p99.
+
+    One representative round rather than an average: a breakdown's parts
+    add up within one run, not across runs.
+    """
+    out: dict[str, dict[str, dict | None]] = {}
+    labels = list(dict.fromkeys(_label(r) for r in records))
+    for label in labels:
+        mine = [r for r in records if _label(r) == label]
+        unloaded = next((r for r in mine if not r["mix"]["loaded"]), None)
+        valid = sorted((r for r in mine if r["mix"]["loaded"] and (r.get("regime") or {}).get("valid")
+                        and _p99_ms(r, "priority") is not None), key=lambda r: _p99_ms(r, "priority"))
+        median = valid[(len(valid) - 1) // 2] if valid else None
+        rows: dict[str, dict | None] = {}
+        for what, record in (("unloaded", unloaded), (f"loaded r{median.get('round', 1)}" if median else "", median)):
+            if record is None:
+                continue
+            for flow, data in record["flows"].items():
+                rows[f"{flow} {what}"] = data.get("breakdown")
+        out[label] = rows
+    return out
+
+
+def has_rounds(records: list[dict]) -> bool:
+    """Records of an experiment over rounds (or carrying a regime) get these tables."""
+    return any(r.get("regime") for r in records)
+
+
+def sections(records: list[dict], over_rounds: bool = True) -> list[tuple[str, list[list[str]]]]:
+    """The evidence tables for records that carry a regime: (title, rows with header first).
+
+    over_rounds=False gives only the calibration and each run's regime: for
+    records that are not an experiment's rounds (a pytest session's).
+    """
+    from . import rounds
+
+    if not has_rounds(records):
+        return []
+    out = []
+    calibration = next((r["calibration"] for r in records if r.get("calibration")), None)
+    if calibration:
+        out.append((calibration_title(calibration), calibration_rows(calibration)))
+    out.append(("loaded runs: the regime each proved (valid runs count; invalid ones are rerun)", regime_rows(records)))
+    if not over_rounds:
+        return out
+    out.append(("priority flow by condition over rounds", round_rows(records)))
+    from .breakdown import breakdown_rows
+
+    summaries = breakdown_summaries(records)
+    if any(v for flows in summaries.values() for v in flows.values()):
+        out.append(("where the round trip goes (µs): unloaded, and the valid round with the median priority p99",
+                    breakdown_rows(summaries)))
+    verdicts = rounds.verdicts_from_records(records)
+    if verdicts:
+        out.append(("verdicts over valid rounds (p99; ratio of geometric means, 95% t interval, "
+                    f"needs the interval clear of 1 and an effect of at least {rounds.PRACTICAL_MINIMUM:.0%})",
+                    rounds.verdict_rows(verdicts)))
+    return out
+
+
+def write_verdicts(records: list[dict], path, *, host: dict, rounds_run: int, calibration: dict | None):
+    """verdict.json beside the records: every verdict over rounds, the rises, what was left out and why."""
+    from . import counted, rounds
+
+    labels = list(dict.fromkeys(_label(r) for r in records))
+    flows = list(dict.fromkeys(f for r in records for f, v in r["flows"].items() if v["class"] == "priority"))
+    rises = [rounds.rise_over_rounds(records, label, flow) for label in labels for flow in flows]
+    return rounds.write_verdict_json(path, host=host, rounds=rounds_run, verdicts=rounds.verdicts_from_records(records),
+                                     rises=[r for r in rises if r is not None], calibration=calibration,
+                                     excluded=counted.excluded_runs(records))

@@ -1,0 +1,271 @@
+"""Find the flood rate that puts a booted receiver into the regime (testbed.analysis.regime).
+
+A fixed rate loads a slow host and not a fast one, and a KVM guest not at
+all, so a mix may say `rate = "auto"`: before the measured runs, on the
+booted deployment, the mix's load (its busy containers, and its floods at
+rising rates) runs in short steps while the receiver's stages are watched.
+The first rates at which the target CPU's backlog stands, with the stages
+before it keeping up, give the operating point. The ramp also measures the
+flood generator's own ceiling (the rate at which it stops keeping its
+schedule): where that comes first, the host cannot be brought into the
+regime with this sender, and the calibration says so instead of guessing.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+
+from ..analysis.regime import Regime
+from ..core.errors import VerdictError
+from ..core.progress import console
+from .bulk import HostFlood
+from .mix import Mix
+from .run import prepare, receivers, regime_of
+from .stagewatch import StageWatch
+
+START_PPS = 2000.0  # below what any receiver of ours saturates at, TCG included
+GROWTH = 1.5  # each step offers this much more: 12 steps span 2k to 170k pps
+MAX_STEPS = 12
+# Once a rate holds the regime, the next step must hold it too before the point counts:
+# a load that is bistable at one rate is not an operating point.
+CONFIRM = 2
+# A step counts toward the point only if its queue stood in at least this share of its window,
+# well above the STANDING_SHARE (75 %) a run needs: a base whose queue stood in 79 % of its
+# window put the chosen rate at the regime's edge, and 9 of 20 runs there then missed it.
+FIRM_OCCUPANCY = 0.95
+# The chosen rate: the base times this. A little above the knee: the queue stands, while the
+# host (sender, vCPUs) is loaded no more than it must be.
+MARGIN = 1.1
+BRACKET_STEPS = 3  # midpoints tried between the last rate without a queue and the first without headroom
+SENDER_KEPT = 0.95  # a step whose sender delivered less than this share of its target marks the ceiling
+STEP_SETTLE = 1.0  # seconds of flood before a step's window opens
+STEP_WINDOW = 2.0  # seconds the step is judged over
+# The sender's own ceiling is measured first, by offering doubling rates for a second each
+# from CEILING_START: what the receiver cannot take is dropped at the host tap, so only the
+# sender's schedule is measured. The ramp then never asks for more than the sender keeps.
+CEILING_START = 50_000.0
+CEILING_STEPS = 5  # 50k .. 800k pps
+CEILING_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class Step:
+    """One rate of the ramp and what the receiver did with it."""
+
+    target_pps: float
+    achieved_pps: float
+    late_batches: int
+    regime: Regime
+
+    @property
+    def sender_kept_up(self) -> bool:
+        return self.achieved_pps >= SENDER_KEPT * self.target_pps
+
+    def to_dict(self) -> dict:
+        return {"target_pps": round(self.target_pps), "achieved_pps": round(self.achieved_pps),
+                "late_batches": self.late_batches, "sender_kept_up": self.sender_kept_up,
+                "regime": self.regime.to_dict()}
+
+
+@dataclass
+class Calibration:
+    """The ramp's figures and the rate chosen from them (None: the regime was not reached, and why)."""
+
+    mix: str
+    rate: float | None
+    why: str
+    steps: list[Step] = field(default_factory=list)
+    sender_ceiling_pps: float | None = None  # the most the sender delivered once it fell behind; None: never fell behind
+    host: dict = field(default_factory=dict)
+    seconds: float = 0.0
+    sender_probe: list[dict] = field(default_factory=list)  # the ceiling's measurement: target, achieved per step
+
+    @property
+    def reached(self) -> bool:
+        return self.rate is not None
+
+    def to_dict(self) -> dict:
+        return {"mix": self.mix, "rate": None if self.rate is None else round(self.rate), "why": self.why,
+                "sender_ceiling_pps": self.sender_ceiling_pps, "sender_probe": self.sender_probe,
+                "host": self.host, "seconds": round(self.seconds, 1),
+                "constants": {"start_pps": START_PPS, "growth": GROWTH, "confirm": CONFIRM, "margin": MARGIN,
+                              "firm_occupancy": FIRM_OCCUPANCY,
+                              "sender_kept": SENDER_KEPT, "step_settle": STEP_SETTLE, "step_window": STEP_WINDOW},
+                "steps": [s.to_dict() for s in self.steps]}
+
+
+def choose(steps: list[Step]) -> tuple[float | None, str]:
+    """The operating point from a ramp: (rate, why), rate None when the regime was not held.
+
+    Steps are taken in order of rate (a refining step may come last). The
+    lowest rate that starts CONFIRM consecutive steps holding the regime
+    firmly (queue standing in FIRM_OCCUPANCY of the window) is
+    the point's base; the rate chosen is the base times MARGIN, which lies
+    below the next step up, so between two rates that both held. Pure, so
+    the rule is unit-tested on made-up ramps.
+    """
+    ordered = sorted(steps, key=lambda s: s.target_pps)
+    held = [s.regime.valid and s.sender_kept_up and s.regime.occupancy >= FIRM_OCCUPANCY for s in ordered]
+    for i in range(len(ordered) - CONFIRM + 1):
+        if all(held[i:i + CONFIRM]):
+            first, last = ordered[i], ordered[i + CONFIRM - 1]
+            rate = first.target_pps * MARGIN
+            return rate, (f"the regime held from {first.target_pps:.0f} pps for {CONFIRM} steps "
+                          f"(occupancy {first.regime.occupancy:.0%} .. {last.regime.occupancy:.0%}); "
+                          f"chosen {MARGIN:g}x the first: {rate:.0f} pps")
+    if not steps:
+        return None, "no step ran"
+    last = ordered[-1]
+    if not last.sender_kept_up:
+        return None, (f"the flood generator stopped keeping its schedule at {last.target_pps:.0f} pps "
+                      f"(delivered {last.achieved_pps:.0f}) before the receiver held the regime: "
+                      f"{last.regime.why}")
+    return None, f"no rate up to {last.target_pps:.0f} pps held the regime for {CONFIRM} steps: {last.regime.why}"
+
+
+def refinement(steps: list[Step]) -> float | None:
+    """The geometric middle of the chosen base and the highest step below it (which did not hold).
+
+    The ramp's steps are GROWTH apart, so the base can lie up to GROWTH
+    above the knee; one geometric midpoint halves that. A point closer to
+    the knee offers less than it needs to, so the host's own load (sender,
+    vCPUs) stays lower at the same regime.
+    """
+    rate, _ = choose(steps)
+    if rate is None:
+        return None
+    base = rate / MARGIN
+    below = [s.target_pps for s in steps if s.target_pps < base]
+    return (max(below) * base) ** 0.5 if below else None
+
+
+def should_stop(steps: list[Step]) -> bool:
+    """The ramp ends once a point is found, the sender falls behind, or a stage before the target drops."""
+    last = steps[-1]
+    if choose(steps)[0] is not None or not last.sender_kept_up:
+        return True
+    # a stage before the target dropping in two steps running (one may be a host hiccup): higher
+    # rates only move the queue further out of the guest
+    return len(steps) >= 2 and not (steps[-1].regime.headroom or steps[-2].regime.headroom)
+
+
+@contextmanager
+def _busy(deployment, mix: Mix):
+    """The mix's CPU-bound containers, running for the whole ramp."""
+    for hog in mix.hogs:
+        deployment.container(hog.container).spawn(hog.start_command(), log=f"/tmp/hog-{hog.name}.log")
+    try:
+        yield
+    finally:
+        for hog in mix.hogs:
+            deployment.container(hog.container).exec(hog.stop_command())
+
+
+def bracket(steps: list[Step]) -> tuple[float, float] | None:
+    """Rates (low, high) to search between when no point was found: the window may be narrower than a step.
+
+    low is the highest rate whose stages before the target kept up, high the
+    next rate tried, whose stages before the target dropped. The knee of the
+    target and the limit of the stages before it can lie within one GROWTH
+    of each other; a rate between them that holds needs one above it that
+    holds too (CONFIRM), so the search goes on between that rate and high.
+    """
+    if choose(steps)[0] is not None:
+        return None
+    ordered = sorted(steps, key=lambda s: s.target_pps)
+    for lower, upper in zip(ordered, ordered[1:], strict=False):
+        if lower.regime.headroom and not upper.regime.headroom:
+            return lower.target_pps, upper.target_pps
+    return None
+
+
+def _step(deployment, mix: Mix, rate: float) -> Step:
+    loaded = mix.with_flood_rate(rate)
+    with StageWatch(deployment, receivers(deployment, loaded)) as watch:
+        with ExitStack() as stack:
+            floods = [stack.enter_context(HostFlood(deployment, spec)) for spec in loaded.floods]
+            time.sleep(STEP_SETTLE)
+            watch.mark_window()
+            time.sleep(STEP_WINDOW)
+            watch.mark_window()
+    reports = [f.report for f in floods]
+    achieved = sum(r.achieved_pps for r in reports)
+    regime = regime_of(loaded, watch.result, deployment.topology)
+    return Step(rate, achieved, sum(r.late_batches for r in reports), regime)
+
+
+def sender_ceiling(deployment, mix: Mix) -> tuple[float | None, list[dict]]:
+    """The flood generator's ceiling on this host: (most it delivered once it fell behind, every step)."""
+    steps = []
+    rate = CEILING_START
+    for _ in range(CEILING_STEPS):
+        with ExitStack() as stack:
+            floods = [stack.enter_context(HostFlood(deployment, spec)) for spec in mix.with_flood_rate(rate).floods]
+            time.sleep(CEILING_SECONDS)
+        achieved = sum(f.report.achieved_pps for f in floods)
+        steps.append({"target_pps": round(rate), "achieved_pps": round(achieved)})
+        if achieved < SENDER_KEPT * rate:
+            return max(s["achieved_pps"] for s in steps), steps
+        rate *= 2
+    return None, steps
+
+
+def host_facts(accel) -> dict:
+    """What the rate depends on besides the guest: the accelerator, vhost, the host's cores and load."""
+    facts = {"cpus": os.cpu_count(), "loadavg": round(os.getloadavg()[0], 2)}
+    if accel is not None:
+        facts |= {"accel": accel.accel, "vhost": accel.vhost}
+    return facts
+
+
+def calibrate(deployment, mix: Mix, accel=None) -> Calibration:
+    """Ramp the mix's "auto" floods on a booted deployment and choose its operating point."""
+    if not mix.needs_calibration:
+        raise VerdictError(f"mix {mix.name}: no flood says rate = \"auto\": nothing to calibrate")
+    mix.validate(deployment.topology)
+    prepare(deployment, mix.with_flood_rate(START_PPS))
+    start = time.monotonic()
+    ceiling, probe = sender_ceiling(deployment, mix)
+    console.print(f"calibrate {mix.name}: flood generator ceiling "
+                  + (f"{ceiling:.0f} pps" if ceiling else f"above {probe[-1]['target_pps']} pps"))
+    steps: list[Step] = []
+    with _busy(deployment, mix):
+        rate = START_PPS
+        for _ in range(MAX_STEPS):
+            if ceiling is not None and rate > ceiling:
+                break
+            step = _step(deployment, mix, rate)
+            steps.append(step)
+            console.print(f"calibrate {mix.name}: {rate:.0f} pps offered, {step.achieved_pps:.0f} sent: "
+                          f"{step.regime.why}")
+            if should_stop(steps):
+                break
+            rate *= GROWTH
+        middle = refinement(steps)
+        if middle is not None:
+            steps.append(_step(deployment, mix, middle))
+            console.print(f"calibrate {mix.name}: {middle:.0f} pps (refining) offered, "
+                          f"{steps[-1].achieved_pps:.0f} sent: {steps[-1].regime.why}")
+        for _ in range(BRACKET_STEPS):
+            window = bracket(steps)
+            if window is None:
+                break
+            middle = (window[0] * window[1]) ** 0.5
+            steps.append(_step(deployment, mix, middle))
+            console.print(f"calibrate {mix.name}: {middle:.0f} pps (between {window[0]:.0f} and {window[1]:.0f}) "
+                          f"offered, {steps[-1].achieved_pps:.0f} sent: {steps[-1].regime.why}")
+    chosen, why = choose(steps)
+    if chosen is None and ceiling is not None and steps and steps[-1].target_pps * GROWTH > ceiling:
+        why = (f"the flood generator's ceiling ({ceiling:.0f} pps on this host) came before the regime: a faster "
+               f"source is needed; {why}")
+    return Calibration(mix.name, chosen, why, steps, ceiling, host_facts(accel), time.monotonic() - start, probe)
+
+
+def calibrated(mix: Mix, calibration: Calibration) -> Mix:
+    """The mix at the calibrated rate; VerdictError naming why when the regime was not reached."""
+    if calibration.rate is None:
+        raise VerdictError(f"mix {mix.name}: this host could not be brought into the regime: {calibration.why}")
+    return mix.with_flood_rate(calibration.rate)
