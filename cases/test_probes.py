@@ -6,7 +6,8 @@ import pytest
 
 from testbed import assert_intact, summarize
 from testbed.core.errors import VerdictError
-from testbed.traffic.prober import HostProber, ProbeFlow
+from testbed.traffic.flows import ProbeFlow
+from testbed.traffic.prober import HostProber
 
 pytestmark = pytest.mark.vm
 
@@ -16,11 +17,11 @@ REFLECTOR = "taskset -c 0 prism-reflector -u -t -p 7007"
 
 
 @pytest.fixture(scope="module")
-def reflectors(topology):
+def reflectors(deployment):
     """A reflector in every server-side container."""
     for name in ("s1", "s2"):
-        topology.container(name).spawn(REFLECTOR)
-    return topology
+        deployment.container(name).spawn(REFLECTOR)
+    return deployment
 
 
 def test_unloaded_probes_all_return_intact_with_kernel_timestamps(reflectors):

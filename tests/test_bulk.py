@@ -7,7 +7,8 @@ import socket
 
 import pytest
 
-from testbed.traffic.bulk import FrameBatch, HostFloodSpec, Iperf3Spec, parse_iperf3
+from testbed.traffic.bulk import FrameBatch, parse_iperf3
+from testbed.traffic.flows import HostFloodSpec, Iperf3Spec
 
 
 def test_a_frame_batch_sends_every_frame_in_one_call():

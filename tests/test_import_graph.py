@@ -111,3 +111,13 @@ def test_no_module_is_longer_than_a_newcomer_reads_in_one_go():
     long = {m: n for p in PACKAGE.rglob("*.py") if (n := len(p.read_text().splitlines())) > MAX_LINES
             for m in [module_name(p)]}
     assert not long, f"modules over {MAX_LINES} lines: {long}"
+
+
+def test_reading_a_mix_loads_no_scapy():
+    """A mix is data: its specs live apart from the engines that build frames (testbed.traffic.flows)."""
+    import subprocess
+    import sys
+
+    code = "import sys, testbed.traffic.mix; print('scapy' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert out.stdout.strip() == "False", "import testbed.traffic.mix loaded scapy"

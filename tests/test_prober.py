@@ -9,7 +9,8 @@ from scapy.layers.vxlan import VXLAN
 from scapy.packet import Raw
 
 from testbed.traffic import probe
-from testbed.traffic.prober import ProbeFlow, parse_reply
+from testbed.traffic.flows import ProbeFlow
+from testbed.traffic.prober import parse_reply
 
 
 def reply_frame(payload: bytes, outer_options: bytes = b"") -> bytes:

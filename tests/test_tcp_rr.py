@@ -8,7 +8,7 @@ import time
 
 from testbed.analysis.verdict import RunResults
 from testbed.traffic import tcp_rr
-from testbed.traffic.prober import ProbeFlow
+from testbed.traffic.flows import ProbeFlow
 
 
 def echo_server(mangle_seq: int | None = None) -> tuple[socket.socket, threading.Thread]:

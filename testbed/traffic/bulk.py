@@ -14,15 +14,19 @@ import ctypes
 import errno
 import json
 import os
-import shlex
 import socket
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ..core.netns import sending_socket
 from ..net.fabric import TRAFFIC_PORT
 from . import frames
+from .flows import HostFloodSpec
+
+if TYPE_CHECKING:
+    from ..net.deployment import Deployment
 
 BATCH = 32
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -67,30 +71,6 @@ class FrameBatch:
         return n
 
 
-@dataclass(frozen=True)
-class HostFloodSpec:
-    """UDP bulk from the host traffic port into a container, through the VXLAN."""
-
-    name: str
-    dst: str
-    # packets per second, all inner flows together; None is "auto": the rate testbed.traffic.calibrate
-    # finds on the booted receiver, since a fixed rate loads a slow host and not a fast one
-    rate: float | None
-    size: int = 1000  # inner UDP payload bytes
-    dport: int = 9
-    flows: int = 4  # distinct inner source ports (RSS spread)
-    dscp: int = 0
-    ip: int = 4  # the inner packets' IP version
-
-    def __post_init__(self) -> None:
-        if self.ip not in (4, 6):
-            raise ValueError(f"flood {self.name}: ip {self.ip} must be 4 or 6")
-        rate_ok = self.rate is None or 0 < self.rate <= 1_000_000
-        if not rate_ok or not 1 <= self.flows <= 1024 or not 0 < self.size <= 1400:
-            raise ValueError(f"flood {self.name}: rate must be 'auto' or in (0, 1e6] pps, flows 1-1024, "
-                             f"size 1-1400 bytes")
-
-
 @dataclass
 class FloodReport:
     """What a flood offered; achieved_pps is what the host's socket accepted."""
@@ -115,7 +95,7 @@ class FloodReport:
 class HostFlood:
     """Runs a flood in a thread between __enter__ and __exit__."""
 
-    def __init__(self, deployment, spec: HostFloodSpec):
+    def __init__(self, deployment: Deployment, spec: HostFloodSpec):
         if spec.rate is None:
             raise ValueError(f"flood {spec.name}: rate is 'auto': calibrate the mix first (testbed.traffic.calibrate)")
         self.spec = spec
@@ -167,32 +147,6 @@ class HostFlood:
         self.report.seconds = time.monotonic() - start
 
 
-@dataclass(frozen=True)
-class Iperf3Spec:
-    """iperf3 from one container to another: TCP stream or paced UDP."""
-
-    name: str
-    src: str
-    dst: str
-    protocol: str = "tcp"
-    rate: str = "0"  # iperf3 -b; "0" is unlimited
-    size: int = 1000  # UDP datagram / TCP write size
-    port: int = 5201
-    streams: int = 1
-    dscp: int = 0
-
-    def server_command(self) -> str:
-        return f"iperf3 -s -1 -p {self.port} -J --logfile /tmp/iperf3-{self.name}-server.json"
-
-    def client_command(self, address: str, seconds: float) -> str:
-        args = ["iperf3", "-c", address, "-p", str(self.port), "-t", f"{seconds:g}", "-J", "-l", str(self.size),
-                "-P", str(self.streams), "-b", self.rate, "--tos", str(self.dscp << 2),
-                "--logfile", f"/tmp/iperf3-{self.name}.json"]
-        if self.protocol == "udp":
-            args.append("-u")
-        return " ".join(shlex.quote(a) for a in args)
-
-
 @dataclass
 class Iperf3Report:
     name: str
@@ -221,26 +175,3 @@ def parse_iperf3(name: str, protocol: str, text: str) -> Iperf3Report:
         return Iperf3Report(name, protocol, s.get("bits_per_second", 0.0) * (1 - s.get("lost_percent", 0.0) / 100),
                             s.get("lost_percent"), raw=data)
     return Iperf3Report(name, protocol, end.get("sum_received", {}).get("bits_per_second", 0.0), raw=data)
-
-
-@dataclass(frozen=True)
-class CpuHogSpec:
-    """CPU-bound work in a container: the busy host PRISM's paper targets.
-
-    Busy loops pinned to cpus compete with the softirq work there once the
-    kernel defers it to ksoftirqd, so the receiver's capacity drops and a
-    queue builds in its backlog, as on a highly utilised container host.
-    """
-
-    name: str
-    container: str
-    cpus: tuple[int, ...] = (1,)
-    loops: int = 1
-
-    def start_command(self) -> str:
-        cpus = ",".join(map(str, self.cpus))
-        loop = f"taskset -c {cpus} sh -c 'while :; do :; done' & p=\\\"\\$p \\$!\\\";"
-        return f"sh -c \"p=; {' '.join([loop] * self.loops)} echo \\$p > /tmp/hog-{self.name}.pids; wait\""
-
-    def stop_command(self) -> str:
-        return f"kill $(cat /tmp/hog-{self.name}.pids) 2>/dev/null; rm -f /tmp/hog-{self.name}.pids"

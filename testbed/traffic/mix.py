@@ -26,8 +26,7 @@ from ..core.paths import REPO_ROOT
 from ..core.tomlconf import check_keys, read_named, typed
 from ..core.tomlconf import table as as_table
 from ..net.topology import Topology
-from .bulk import CpuHogSpec, HostFloodSpec, Iperf3Spec
-from .prober import PROBE_PROTOCOLS, ProbeFlow
+from .flows import PROBE_PROTOCOLS, CpuHogSpec, HostFloodSpec, Iperf3Spec, ProbeFlow
 
 MIX_DIR = REPO_ROOT / "cases" / "mixes"
 PRIORITY, BULK = "priority", "bulk"

@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ..analysis.records import ProbeRecord
 from ..analysis.verdict import RunResults
@@ -30,50 +31,17 @@ from ..net.fabric import TRAFFIC_PORT
 from ..net.overlay import host_overlay_address, host_overlay_address6
 from ..net.topology import VXLAN_PORT
 from . import frames, probe, tcp_rr
+from .flows import ProbeFlow
+
+if TYPE_CHECKING:
+    from ..net.deployment import Deployment
 
 ETH_P_IP = 0x0800
 SOL_PACKET = 263
 PACKET_STATISTICS = 6  # struct tpacket_stats: packets queued, packets dropped (and resets both)
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
 SPIN_NS = 300_000  # sleep until this close to a probe's time, then spin
-PROBE_PROTOCOLS = ("udp", "icmp", "tcp")
 ICMP_HEADER = 8
-
-
-@dataclass(frozen=True)
-class ProbeFlow:
-    """A stream of probes from the host to a container's reflector."""
-
-    name: str
-    dst: str  # container name
-    flow_id: int
-    rate: float = 200.0  # probes per second
-    count: int = 1000
-    size: int = 200  # payload bytes
-    dport: int = 7007
-    sport: int | None = None  # default 40000 + flow_id
-    dscp: int = 0
-    start: float = 0.0  # seconds after the session starts
-    # udp (to a reflector), icmp (echo, answered by the container's kernel), or tcp
-    # (request/response over one connection to a reflector, testbed.traffic.tcp_rr)
-    protocol: str = "udp"
-    ip: int = 4  # inner IP version: 4 or 6
-
-    def __post_init__(self) -> None:
-        if self.protocol not in PROBE_PROTOCOLS:
-            raise ValueError(f"flow {self.name}: protocol {self.protocol!r} must be one of {', '.join(PROBE_PROTOCOLS)}")
-        if self.ip not in (4, 6):
-            raise ValueError(f"flow {self.name}: ip {self.ip} must be 4 or 6")
-        if not probe.MIN_SIZE <= self.size <= 1400:
-            raise ValueError(f"flow {self.name}: size {self.size} must be {probe.MIN_SIZE}-1400 bytes")
-        if not 0 < self.rate <= 20_000:
-            raise ValueError(f"flow {self.name}: rate {self.rate} must be in (0, 20000] probes/s")
-        if self.count <= 0 or not 0 <= self.dscp < 64:
-            raise ValueError(f"flow {self.name}: count must be positive and dscp 0-63")
-
-    @property
-    def source_port(self) -> int:
-        return self.sport if self.sport is not None else 40000 + self.flow_id
 
 
 @dataclass
@@ -110,7 +78,7 @@ def record_of(name: str, seq: int, sent_ns: int, reply: Reply | None) -> ProbeRe
                        got.guest_rx_ns or None, got.guest_read_ns or None, got.guest_send_ns or None)
 
 
-def probe_template(deployment, flow: ProbeFlow) -> bytes:
+def probe_template(deployment: Deployment, flow: ProbeFlow) -> bytes:
     """The whole frame of one probe of flow, with a payload to be replaced."""
     return frames.template(deployment, frames.FrameSpec(dst=flow.dst, sport=flow.source_port, dport=flow.dport,
                                                         size=flow.size, dscp=flow.dscp, protocol=flow.protocol,
@@ -198,7 +166,7 @@ def socket_drops(sock: socket.socket) -> int:
 class HostProber:
     """Sends flows of probes through the host's VXLAN endpoint and times the echoes."""
 
-    def __init__(self, deployment, flows: Sequence[ProbeFlow], grace: float = 2.0, warmup_timeout: float = 15.0):
+    def __init__(self, deployment: Deployment, flows: Sequence[ProbeFlow], grace: float = 2.0, warmup_timeout: float = 15.0):
         names = [f.name for f in flows]
         ids = [f.flow_id for f in flows]
         if len(set(names)) != len(names) or len(set(ids)) != len(ids):
