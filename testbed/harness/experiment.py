@@ -105,7 +105,7 @@ def run_experiment(plan: ExperimentPlan) -> ExperimentResult:
     return out
 
 
-def _run_conditions(plan, deployment, kernel, choice, topo, conditions, loaded: mix_mod.Mix,
+def _run_conditions(plan, deployment: Deployment, kernel, choice, topo, conditions, loaded: mix_mod.Mix,
                     out: ExperimentResult) -> None:
     """Each condition's unloaded twin once, then the loaded mix round by round, conditions in turn."""
     def record(run, label: str, round_no: int, attempt: int) -> dict:

@@ -14,12 +14,12 @@ from pathlib import Path
 from ..core.errors import ConfigError
 from ..vm.libvirt_machine import DEFAULT_URI, LibvirtMachine
 from ..vm.machine import Machine
+from ..vm.machine_common import MachineCommon
 from ..vm.qemu_cmd import MachineSpec
 from .fabric import Fabric
 
 BACKENDS = ("qemu", "libvirt")
 
-AnyMachine = Machine | LibvirtMachine
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ class Backend:
         return None if self.libvirt else fabric.netns
 
     def machine(self, spec: MachineSpec, run_dir: Path, boot_timeout: float, fabric: Fabric,
-                run_id: str) -> AnyMachine:
+                run_id: str) -> MachineCommon:
         if self.libvirt:
             return LibvirtMachine(spec, run_dir, boot_timeout, uri=self.libvirt_uri,
                                   domain_name=f"prism-{run_id}-{spec.name}", fabric=fabric)

@@ -20,8 +20,9 @@ from ..build.image import GuestImage
 from ..build.kernel import Kernel
 from ..core.errors import FabricError
 from ..vm.accel import AccelChoice
+from ..vm.machine_common import MachineCommon
 from ..vm.qemu_cmd import MachineSpec, NicSpec
-from .backend import AnyMachine, Backend
+from .backend import Backend
 from .fabric import TRAFFIC_PORT, Fabric, new_run_id, runtime_dir
 from .overlay import (
     ContainerHandle,
@@ -58,9 +59,11 @@ class Deployment:
         self.shell_ports = shell_ports  # a console port per VM for interactive shells (`up`)
         self.backend = backend or Backend()
         self.fabric = Fabric(self.run_id, mtu=topology.fabric.mtu)
-        self.machines: dict[str, AnyMachine] = {}
+        self.machines: dict[str, MachineCommon] = {}
         self.containers: dict[str, ContainerHandle] = {}
         self.timings = Timings()
+        # what traffic has set up on it (tuning, reflectors): done once per deployment, not per run
+        self.prepared: set[tuple] = set()
 
     def __enter__(self) -> Deployment:
         try:
@@ -125,7 +128,7 @@ class Deployment:
 
     # --- use --------------------------------------------------------------------------
 
-    def vm(self, name: str) -> AnyMachine:
+    def vm(self, name: str) -> MachineCommon:
         if name not in self.machines:
             raise KeyError(f"topology {self.topology.name}: no VM {name!r} (has {', '.join(self.machines)})")
         return self.machines[name]

@@ -20,7 +20,7 @@ import shlex
 from dataclasses import dataclass
 
 from ..vm.guest_agent import CommandResult
-from ..vm.machine import Machine
+from ..vm.machine_common import MachineCommon
 from .topology import VXLAN_PORT, Container, Topology, Vm, bridge_name, docker_mac, vxlan_name
 
 BUNDLES = "/run/prism/containers"
@@ -163,7 +163,7 @@ class ContainerHandle:
     """A running container: run commands in it, find its PID."""
 
     container: Container
-    machine: Machine
+    machine: MachineCommon  # either backend's machine
 
     @property
     def name(self) -> str:

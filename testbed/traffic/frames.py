@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from scapy.layers.inet import ICMP, IP, UDP
 from scapy.layers.inet6 import ICMPv6EchoRequest, IPv6
@@ -22,6 +23,9 @@ from ..core.netns import interface_mac
 from ..net.fabric import TRAFFIC_PORT
 from ..net.overlay import host_overlay_address, host_overlay_address6, host_overlay_mac
 from ..net.topology import VXLAN_PORT
+
+if TYPE_CHECKING:
+    from ..net.deployment import Deployment
 
 UDP_PROTO = "udp"
 ICMP_PROTO = "icmp"
@@ -50,7 +54,7 @@ def outer_source_port(spec: FrameSpec, address: str) -> int:
     return 49152 + zlib.crc32(f"{spec.protocol}:{spec.sport}:{spec.dport}:{address}".encode()) % 16384
 
 
-def template(deployment, spec: FrameSpec) -> bytes:
+def template(deployment: Deployment, spec: FrameSpec) -> bytes:
     """The whole frame of one packet of spec, with a zeroed payload to be replaced."""
     t = deployment.topology
     container = deployment.container(spec.dst).container

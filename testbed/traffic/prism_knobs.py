@@ -9,9 +9,13 @@ on every kernel. The names are the series' interface
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..core.errors import TestbedError
 from .mix import Mix
+
+if TYPE_CHECKING:
+    from ..net.deployment import Deployment
 
 MODES = {"off": 0, "pseudo-sync": 1, "sync": 2}
 PROBE = "/proc/sys/net/core/prism_mode"
@@ -101,7 +105,7 @@ def _has(vm, key: str) -> bool:
     return vm.run(f"test -e {_path(key)}").exit_code == 0
 
 
-def apply(deployment, setting: PrismSetting, mix: Mix) -> None:
+def apply(deployment: Deployment, setting: PrismSetting, mix: Mix) -> None:
     """Set every VM's PRISM sysctls; an empty set is written as an empty list.
 
     A kernel from before net.core.prism_features (a user's own tree) runs
@@ -120,14 +124,14 @@ def apply(deployment, setting: PrismSetting, mix: Mix) -> None:
             vm.run(f"echo '{value}' > {_path(key)}", check=True)
 
 
-def read(deployment) -> dict[str, dict[str, str]]:
+def read(deployment: Deployment) -> dict[str, dict[str, str]]:
     """Every VM's PRISM sysctls as they are now, to put back with restore()."""
     keys = PrismSetting().sysctls_names()
     return {name: {key: vm.run(f"cat {_path(key)}", check=True).stdout.strip() for key in keys if _has(vm, key)}
             for name, vm in deployment.machines.items()}
 
 
-def restore(deployment, saved: dict[str, dict[str, str]]) -> None:
+def restore(deployment: Deployment, saved: dict[str, dict[str, str]]) -> None:
     """Write back what read() saw (the mode last, so the sets are in place when it acts)."""
     for name, values in saved.items():
         vm = deployment.vm(name)

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import os
 import time
-import weakref
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ..analysis.records import prober_problem
 from ..analysis.regime import Regime, judge
@@ -26,7 +26,8 @@ from .mix import Mix
 from .prober import HostProber, ProbeRun
 from .stagewatch import StageWatch, VmStages, irq_script, rps_script
 
-_started: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # deployment -> set of programs it runs
+if TYPE_CHECKING:
+    from ..net.deployment import Deployment
 
 
 @dataclass
@@ -88,16 +89,16 @@ def regime_of(mix: Mix, stages: dict[str, VmStages], topology) -> Regime | None:
     return judge(stages[vm], target_cpus(mix, vm, container.overlay))
 
 
-def receivers(deployment, mix: Mix) -> list[str]:
+def receivers(deployment: Deployment, mix: Mix) -> list[str]:
     """VMs that receive any of the mix's traffic, in topology order."""
     dsts = ({p.dst for p in mix.probes} | {f.dst for f in mix.floods} | {i.dst for i in mix.iperf3}
             | {h.container for h in mix.hogs})
     return [vm.name for vm in deployment.topology.vms if any(c.name in dsts for c in vm.containers)]
 
 
-def prepare(deployment, mix: Mix) -> None:
+def prepare(deployment: Deployment, mix: Mix) -> None:
     """Tuning and the receivers' programs; idempotent per deployment, so loaded and unloaded runs share them."""
-    done = _started.setdefault(deployment, set())
+    done = deployment.prepared
     t = deployment.topology
     for vm_name, tuning in mix.tuning.items():
         vm = deployment.vm(vm_name)
@@ -148,7 +149,7 @@ def ingress_rules_batch(rules: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def install_ingress_rules(deployment, container: str, rules: int) -> None:
+def install_ingress_rules(deployment: Deployment, container: str, rules: int) -> None:
     """Put the rules on the container's eth0 (from its VM, in its network namespace) and check they are all there."""
     handle = deployment.container(container)
     vm, pid, path = handle.machine, handle.pid(), f"/tmp/ingress-rules-{container}.tc"
@@ -161,7 +162,7 @@ def install_ingress_rules(deployment, container: str, rules: int) -> None:
                            f"installed in all")
 
 
-def _start_iperf3(deployment, mix: Mix, seconds: float) -> None:
+def _start_iperf3(deployment: Deployment, mix: Mix, seconds: float) -> None:
     for spec in mix.iperf3:
         dst = deployment.container(spec.dst)
         dst.exec(f"rm -f /tmp/iperf3-{spec.name}*.json", check=True)
@@ -172,7 +173,7 @@ def _start_iperf3(deployment, mix: Mix, seconds: float) -> None:
         deployment.container(spec.src).spawn(spec.client_command(deployment.container(spec.dst).address, seconds))
 
 
-def _collect_iperf3(deployment, mix: Mix, deadline: float) -> list[Iperf3Report]:
+def _collect_iperf3(deployment: Deployment, mix: Mix, deadline: float) -> list[Iperf3Report]:
     reports = []
     for spec in mix.iperf3:
         src = deployment.container(spec.src)
@@ -186,7 +187,7 @@ def _collect_iperf3(deployment, mix: Mix, deadline: float) -> list[Iperf3Report]
     return reports
 
 
-def run_mix(deployment, mix: Mix, grace: float = 2.0) -> MixRun:
+def run_mix(deployment: Deployment, mix: Mix, grace: float = 2.0) -> MixRun:
     """Run mix once; raises VerdictError when a probe path never answers."""
     mix.validate(deployment.topology)
     prepare(deployment, mix)

@@ -23,11 +23,15 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..analysis.regime import STANDING_SHARE, WindowBacklog, level_for
 from ..analysis.stages import LinkStats, SoftnetRow, parse_ip_link, parse_snmp, parse_softnet
 from ..net.topology import vxlan_name
 from .hostdrops import backlog_drops
+
+if TYPE_CHECKING:
+    from ..net.deployment import Deployment
 
 STAGEMON = "/tmp/prism-stagemon"
 BIN_MS = 250  # the window's time bins: enough to see a queue that comes and goes
@@ -184,7 +188,7 @@ def parse_prism_stat(text: str | None) -> dict[str, int]:
 class StageWatch:
     """Counters before and after, and the backlog sampled in between, on the receiving VMs."""
 
-    def __init__(self, deployment, vms: list[str], interval_us: int = 5000):
+    def __init__(self, deployment: Deployment, vms: list[str], interval_us: int = 5000):
         self.deployment = deployment
         self.vms = vms
         self.interval_us = interval_us

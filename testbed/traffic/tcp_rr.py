@@ -20,12 +20,16 @@ import struct
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ..analysis.records import ProbeRecord
 from ..core.errors import VerdictError
 from ..core.netns import socket_in
 from ..net.overlay import host_overlay_address, host_overlay_address6
 from . import probe
+
+if TYPE_CHECKING:
+    from ..net.deployment import Deployment
 
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
 RESPONSE_TIMEOUT = 10.0  # seconds; past it the connection is given up and the rest counted lost
@@ -39,7 +43,7 @@ class TcpRrResult:
     skipped: int = 0  # slots past the schedule's end, never sent
 
 
-def connect(deployment, flow) -> socket.socket:
+def connect(deployment: Deployment, flow) -> socket.socket:
     """A connected, warmed-up TCP socket from the host's overlay address to flow's container."""
     t = deployment.topology
     handle = deployment.container(flow.dst)
