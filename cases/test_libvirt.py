@@ -24,7 +24,7 @@ from testbed.vm import libvirt_machine
 
 pytestmark = pytest.mark.vm
 
-TWO_VM = pytest.mark.parametrize("topology", ["two-vm"], indirect=True)
+TWO_VM = pytest.mark.parametrize("deployment", ["two-vm"], indirect=True)
 
 
 @pytest.fixture(scope="module")
@@ -53,47 +53,47 @@ def host_links(prefix: str) -> list[str]:
 
 
 @TWO_VM
-def test_vms_are_transient_tcg_libvirt_domains(topology, backend):
+def test_vms_are_transient_tcg_libvirt_domains(deployment, backend):
     conn = libvirt_machine.connect(backend.libvirt_uri)
     try:
-        for vm in topology.machines.values():
+        for vm in deployment.machines.values():
             domain = conn.lookupByName(vm.domain_name)
             assert not domain.isPersistent()
-            assert ET.fromstring(domain.XMLDesc()).get("type") == ("kvm" if topology.accel.accel == "kvm" else "qemu")
+            assert ET.fromstring(domain.XMLDesc()).get("type") == ("kvm" if deployment.accel.accel == "kvm" else "qemu")
     finally:
         conn.close()
 
 
 @TWO_VM
-def test_containers_reach_each_other_across_vms(topology):
+def test_containers_reach_each_other_across_vms(deployment):
     for src, dst in (("c1", "s1"), ("s2", "c2")):
-        a, b = topology.container(src), topology.container(dst)
+        a, b = deployment.container(src), deployment.container(dst)
         result = a.exec(f"ping -c 1 -W 5 {b.address}", timeout=20)
         assert result.ok, f"{src} ({a.machine.name}) -> {dst} ({b.machine.name}):\n{result.stdout}"
 
 
 @TWO_VM
-def test_host_traffic_port_reaches_containers(topology):
-    for handle in topology.containers.values():
-        result = topology.host_run(["ping", "-c", "2", "-W", "5", handle.address])
+def test_host_traffic_port_reaches_containers(deployment):
+    for handle in deployment.containers.values():
+        result = deployment.host_run(["ping", "-c", "2", "-W", "5", handle.address])
         assert result.returncode == 0, f"host -> {handle.name}:\n{result.stdout}{result.stderr}"
 
 
 @TWO_VM
-def test_nics_have_the_topologys_queues_and_speed(topology):
-    vm = topology.vm("server")
+def test_nics_have_the_topologys_queues_and_speed(deployment):
+    vm = deployment.vm("server")
     assert "Combined:\t2" in vm.run("ethtool -l eth0", check=True).stdout.split("Current hardware settings")[1]
     settings = vm.run("ethtool eth0", check=True).stdout
     assert "Speed: 100000Mb/s" in settings and "Duplex: Full" in settings
 
 
 @TWO_VM
-def test_taps_were_moved_into_the_run_namespace(topology):
-    assert not host_links(f"{HOST_TAP_PREFIX}{topology.run_id}")  # none left in the host's namespace
-    out = topology.host_run(["ip", "-o", "link", "show", "master", "br0"]).stdout
+def test_taps_were_moved_into_the_run_namespace(deployment):
+    assert not host_links(f"{HOST_TAP_PREFIX}{deployment.run_id}")  # none left in the host's namespace
+    out = deployment.host_run(["ip", "-o", "link", "show", "master", "br0"]).stdout
     on_bridge = [line.split(": ", 2)[1].split("@")[0] for line in out.splitlines()]
     assert sorted(n for n in on_bridge if n.startswith(HOST_TAP_PREFIX)) == sorted(
-        nic.tap for vm in topology.machines.values() for nic in vm.spec.nics)
+        nic.tap for vm in deployment.machines.values() for nic in vm.spec.nics)
 
 
 def test_teardown_leaves_no_domain_netns_or_tap(kernel, guest_image, accel, backend):

@@ -42,11 +42,11 @@ _BASELINE = pytest.StashKey[dict]()
 
 
 @pytest.fixture(scope="module")
-def prism(request, topology, kernel, accel):
+def prism(request, deployment, kernel, accel):
     """The module's deployment on a PRISM kernel, with a recorder; skips on kernels without PRISM."""
-    if not prism_knobs.has_prism(next(iter(topology.machines.values()))):
+    if not prism_knobs.has_prism(next(iter(deployment.machines.values()))):
         pytest.skip(f"kernel {kernel.variant} ({kernel.release}) has no PRISM sysctls")
-    return Traffic(request, topology, kernel, accel)
+    return Traffic(request, deployment, kernel, accel)
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ from testbed import Traffic, assert_intact
 from testbed.net import overlay
 from testbed.traffic import mix as mix_mod
 from testbed.traffic import prism_knobs
-from testbed.traffic.bulk import Iperf3Spec
+from testbed.traffic.flows import Iperf3Spec
 from testbed.traffic.stagewatch import parse_prism_stat
 
 pytestmark = [pytest.mark.vm, pytest.mark.debug_kernel]
@@ -32,12 +32,12 @@ LOW_DELAY_DSCP = 4  # TOS 0x10 >> 2; not in the mix's DSCP set, so only the sock
 
 
 @pytest.fixture(scope="module")
-def prism(request, topology, kernel, accel):
-    if not prism_knobs.has_prism(next(iter(topology.machines.values()))):
+def prism(request, deployment, kernel, accel):
+    if not prism_knobs.has_prism(next(iter(deployment.machines.values()))):
         pytest.skip(f"kernel {kernel.variant} ({kernel.release}) has no PRISM sysctls")
     mix = mix_mod.load(MIX)
-    prism_knobs.apply(topology, prism_knobs.parse_setting("pseudo-sync"), mix)
-    return Traffic(request, topology, kernel, accel)
+    prism_knobs.apply(deployment, prism_knobs.parse_setting("pseudo-sync"), mix)
+    return Traffic(request, deployment, kernel, accel)
 
 
 def prism_stat(vm) -> dict[str, int]:

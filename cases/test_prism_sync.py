@@ -32,8 +32,8 @@ DEADLINE = 90
 
 
 @pytest.fixture(scope="module")
-def server(topology, kernel):
-    vm = topology.vm("server")
+def server(deployment, kernel):
+    vm = deployment.vm("server")
     if not prism_knobs.has_prism(vm):
         pytest.skip(f"kernel {kernel.variant} ({kernel.release}) has no PRISM sysctls")
     vm.run(f"echo {','.join(map(str, PORTS))} > /proc/sys/net/core/prism_ports", check=True)
@@ -47,13 +47,13 @@ def prism_totals(vm) -> dict[str, int]:
     return parse_prism_stat(vm.run("cat /proc/net/prism_stat", check=True).stdout)
 
 
-def tcp_in_sync_mode(topology, vm, server: str, client: str, address: str, port: int) -> dict[str, int]:
+def tcp_in_sync_mode(deployment, vm, server: str, client: str, address: str, port: int) -> dict[str, int]:
     """RUNS x iperf3 with two streams from `client` to `server` in sync mode; what PRISM counted meanwhile."""
     before = prism_totals(vm)
     for run in range(1, RUNS + 1):
-        topology.container(server).exec(f"iperf3 -s -p {port} -D -1", timeout=20, check=True)
+        deployment.container(server).exec(f"iperf3 -s -p {port} -D -1", timeout=20, check=True)
         try:
-            result = topology.container(client).exec(
+            result = deployment.container(client).exec(
                 f"sleep 0.5; iperf3 -c {address} -p {port} -t {SECONDS} -P 2", timeout=DEADLINE)
         except TestbedError as exc:
             pytest.fail(f"iperf3 {client} -> {address}:{port} in sync mode (run {run} of {RUNS}) did not finish "
@@ -64,16 +64,16 @@ def tcp_in_sync_mode(topology, vm, server: str, client: str, address: str, port:
     return {key: after[key] - before.get(key, 0) for key in after}
 
 
-def test_tcp_over_loopback_in_sync_mode_completes(topology, server):
+def test_tcp_over_loopback_in_sync_mode_completes(deployment, server):
     """Two TCP streams over lo inside container s1, both ports marked: no lockup, and PRISM took the packets."""
-    counted = tcp_in_sync_mode(topology, server, "s1", "s1", "127.0.0.1", PORTS[0])
+    counted = tcp_in_sync_mode(deployment, server, "s1", "s1", "127.0.0.1", PORTS[0])
     taken = counted["prio_enqueued"] + counted["sync_delivered"]
     assert taken > 1000, f"only {taken} marked packets went through PRISM's paths: {counted}"
 
 
-def test_tcp_between_containers_on_one_vm_in_sync_mode_completes(topology, server):
+def test_tcp_between_containers_on_one_vm_in_sync_mode_completes(deployment, server):
     """s2 -> s1 over veth and bridge on the server VM, marked: no lockup, and PRISM took the packets."""
-    address = topology.container("s1").address
-    counted = tcp_in_sync_mode(topology, server, "s1", "s2", address, PORTS[1])
+    address = deployment.container("s1").address
+    counted = tcp_in_sync_mode(deployment, server, "s1", "s2", address, PORTS[1])
     taken = counted["prio_enqueued"] + counted["sync_delivered"]
     assert taken > 1000, f"only {taken} marked packets went through PRISM's paths: {counted}"

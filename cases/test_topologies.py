@@ -22,8 +22,8 @@ from testbed.net.fabric import NETNS_PREFIX, reap_stale, runtime_dir
 
 pytestmark = pytest.mark.vm
 
-BOTH = pytest.mark.parametrize("topology", ["two-vm", "three-vm"], indirect=True)
-TWO_VM = pytest.mark.parametrize("topology", ["two-vm"], indirect=True)
+BOTH = pytest.mark.parametrize("deployment", ["two-vm", "three-vm"], indirect=True)
+TWO_VM = pytest.mark.parametrize("deployment", ["two-vm"], indirect=True)
 
 
 def snmp(container, field: str) -> int:
@@ -35,8 +35,8 @@ def snmp(container, field: str) -> int:
 
 
 @BOTH
-def test_every_container_reaches_every_other_across_vms(topology):
-    containers = list(topology.containers.values())
+def test_every_container_reaches_every_other_across_vms(deployment):
+    containers = list(deployment.containers.values())
     for src in containers:
         for dst in containers:
             if src is dst:
@@ -46,19 +46,19 @@ def test_every_container_reaches_every_other_across_vms(topology):
 
 
 @BOTH
-def test_host_traffic_port_reaches_containers_through_vxlan(topology):
-    for handle in topology.containers.values():
-        result = topology.host_run(["ping", "-c", "2", "-W", "5", handle.address])
+def test_host_traffic_port_reaches_containers_through_vxlan(deployment):
+    for handle in deployment.containers.values():
+        result = deployment.host_run(["ping", "-c", "2", "-W", "5", handle.address])
         assert result.returncode == 0, f"host -> {handle.name}:\n{result.stdout}{result.stderr}"
     # the replies came back through the host's VXLAN endpoint, not around it
-    stats = topology.host_run(["ip", "-s", "link", "show", f"vx{topology.topology.overlays[0].vni}"]).stdout
+    stats = deployment.host_run(["ip", "-s", "link", "show", f"vx{deployment.topology.overlays[0].vni}"]).stdout
     rx_packets = int(stats.split("RX:")[1].splitlines()[1].split()[1])
-    assert rx_packets >= 2 * len(topology.containers)
+    assert rx_packets >= 2 * len(deployment.containers)
 
 
 @TWO_VM
-def test_containers_are_real_oci_containers_in_their_own_namespaces(topology):
-    handle = next(iter(topology.containers.values()))
+def test_containers_are_real_oci_containers_in_their_own_namespaces(deployment):
+    handle = next(iter(deployment.containers.values()))
     assert handle.state() == "running"
     pid = handle.pid()
     machine = handle.machine
@@ -72,18 +72,18 @@ def test_containers_are_real_oci_containers_in_their_own_namespaces(topology):
 
 
 @TWO_VM
-def test_1400_byte_payload_crosses_intact(topology):
-    target = topology.container("s1")
+def test_1400_byte_payload_crosses_intact(deployment):
+    target = deployment.container("s1")
     # iputils ping on the host checks every echoed byte and says "wrong data byte" otherwise
-    result = topology.host_run(["ping", "-c", "3", "-W", "5", "-s", "1400", "-p", "a5c3", target.address])
+    result = deployment.host_run(["ping", "-c", "3", "-W", "5", "-s", "1400", "-p", "a5c3", target.address])
     assert result.returncode == 0 and " 0% packet loss" in result.stdout, result.stdout + result.stderr
     assert "wrong data" not in result.stdout
     assert "1408 bytes from" in result.stdout
 
 
 @TWO_VM
-def test_too_large_datagram_is_fragmented_and_reassembled(topology):
-    src, dst = topology.container("c1"), topology.container("s1")
+def test_too_large_datagram_is_fragmented_and_reassembled(deployment):
+    src, dst = deployment.container("c1"), deployment.container("s1")
     created, reassembled = snmp(src, "FragCreates"), snmp(dst, "ReasmOKs")
     result = src.exec(f"ping -c 2 -W 5 -s 3000 {dst.address}", timeout=30)
     assert result.ok, result.stdout + result.stderr
@@ -92,17 +92,17 @@ def test_too_large_datagram_is_fragmented_and_reassembled(topology):
 
 
 @TWO_VM
-def test_too_large_with_dont_fragment_is_refused_by_the_sender(topology):
+def test_too_large_with_dont_fragment_is_refused_by_the_sender(deployment):
     # the host's own overlay interface has the overlay MTU: the kernel refuses locally and says why
-    target = topology.container("s1")
-    result = topology.host_run(["ping", "-c", "1", "-W", "2", "-M", "do", "-s", "1500", target.address])
+    target = deployment.container("s1")
+    result = deployment.host_run(["ping", "-c", "1", "-W", "2", "-M", "do", "-s", "1500", target.address])
     assert result.returncode != 0
     assert re.search(r"message too long, mtu=1450", result.stdout + result.stderr), result.stdout + result.stderr
 
 
 @TWO_VM
-def test_rss_spreads_flows_over_the_nic_queues(topology):
-    server = topology.vm("server")
+def test_rss_spreads_flows_over_the_nic_queues(deployment):
+    server = deployment.vm("server")
 
     def per_queue() -> list[int]:
         stats = server.run("ethtool -S eth0", check=True).stdout
@@ -112,9 +112,9 @@ def test_rss_spreads_flows_over_the_nic_queues(topology):
     assert len(before) == 2, "the server NIC should have two rx queues"
     # 32 UDP flows from the host: each gets its own source port, so its own
     # outer VXLAN source port, so its own hash at the multiqueue tap
-    flows = "; ".join(f"echo flow{i} > /dev/udp/{topology.container('s1').address}/{9000 + i}" for i in range(32))
+    flows = "; ".join(f"echo flow{i} > /dev/udp/{deployment.container('s1').address}/{9000 + i}" for i in range(32))
     for _ in range(3):
-        assert topology.host_run(["bash", "-c", flows]).returncode == 0
+        assert deployment.host_run(["bash", "-c", flows]).returncode == 0
     after = per_queue()
     moved = [b - a for a, b in zip(before, after, strict=True)]
     assert all(m > 0 for m in moved), f"per-queue rx packets moved {moved}: RSS did not spread the flows"
@@ -177,7 +177,7 @@ time.sleep(600)
 
 
 @TWO_VM
-def test_reaper_removes_what_a_killed_run_left_and_nothing_else(kernel, topology):
+def test_reaper_removes_what_a_killed_run_left_and_nothing_else(kernel, deployment):
     script = KILLED_RUN.format(cases=str(Path(__file__).parent), bzimage=str(kernel.bzimage))
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
                             start_new_session=True)
@@ -195,8 +195,8 @@ def test_reaper_removes_what_a_killed_run_left_and_nothing_else(kernel, topology
         assert f"{NETNS_PREFIX}{run_id}" not in netns_names()
         assert not pids_naming(str(runtime_dir(run_id)) + "/")
         # the live run (this module's topology) was spared
-        assert topology.fabric.netns in netns_names()
-        assert topology.container("c1").exec("echo alive", check=True).stdout.strip() == "alive"
+        assert deployment.fabric.netns in netns_names()
+        assert deployment.container("c1").exec("echo alive", check=True).stdout.strip() == "alive"
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)

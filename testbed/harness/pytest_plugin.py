@@ -15,6 +15,7 @@ import re
 import shutil
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -207,8 +208,21 @@ def fabric(request: pytest.FixtureRequest):
 
 
 @pytest.fixture(scope="module")
+def deployment(request: pytest.FixtureRequest, kernel: Kernel, guest_image, accel, backend: Backend):
+    """A topology up for a module (a Deployment): `two-vm` unless parametrised (indirect) by name or path."""
+    yield from _deployment_up(request, kernel, guest_image, accel, backend)
+
+
+@pytest.fixture(scope="module")
 def topology(request: pytest.FixtureRequest, kernel: Kernel, guest_image, accel, backend: Backend):
-    """A topology up for a module: `two-vm` unless parametrised (indirect) by name or path."""
+    """The old name of `deployment` (it yields a Deployment); kept for one release. Boots its own: use one."""
+    warnings.warn("the `topology` fixture is now `deployment` (it yields a Deployment); "
+                  "`topology` goes in the next release", DeprecationWarning, stacklevel=2)
+    yield from _deployment_up(request, kernel, guest_image, accel, backend)
+
+
+def _deployment_up(request: pytest.FixtureRequest, kernel: Kernel, guest_image, accel, backend: Backend):
+    """Boot the requested topology for the module, yield its Deployment, take it down (or keep it)."""
     state = _state(request.config)
     name = getattr(request, "param", None) or "two-vm"
     topo = _testbed_call(f"topology {name}", topology_mod.load, name)

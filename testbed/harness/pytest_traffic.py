@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -20,6 +21,9 @@ from ..traffic import prism_knobs
 from ..traffic.calibrate import Calibration, calibrate, calibrated
 from ..traffic.run import MixRun, run_mix
 from .pytest_plugin import _state
+
+if TYPE_CHECKING:
+    from ..net.deployment import Deployment
 
 _CALIBRATIONS = pytest.StashKey[dict]()
 TRIES = 3  # runs of a loaded mix before a case concludes the regime cannot be held (the experiment's 1 + 2 retries)
@@ -92,9 +96,9 @@ class Traffic:
 
 
 @pytest.fixture(scope="module")
-def traffic(request: pytest.FixtureRequest, topology, kernel, accel) -> Traffic:
+def traffic(request: pytest.FixtureRequest, deployment: Deployment, kernel, accel) -> Traffic:
     """Run mixes (testbed.traffic.mix) on the module's topology; each run is recorded and reported."""
-    return Traffic(request, topology, kernel, accel)
+    return Traffic(request, deployment, kernel, accel)
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config) -> None:
