@@ -61,34 +61,46 @@ def problem(record: Any, shape: Any = None, where: str = "") -> str | None:
     """Why the record (or a part of it) does not have the shape, or None."""
     shape = RECORD if shape is None else shape
     if isinstance(shape, dict):
-        if not isinstance(record, dict):
-            return f"{where.rstrip('.') or 'the record'} is a {_name(type(record))}, not a dict"
-        for key, sub in shape.items():
-            if key not in record:
-                return f"no {where}{key}"
-            if (found := problem(record[key], sub, f"{where}{key}.")) is not None:
-                return found
-        return None
+        return _dict_problem(record, shape, where)
     if isinstance(shape, Each):
-        if not isinstance(record, shape.container) or isinstance(record, str):
-            return f"{where.rstrip('.')} is a {_name(type(record))}, not a {shape.container.__name__}"
-        items = record.items() if isinstance(record, dict) else enumerate(record)
-        for key, value in items:
-            if (found := problem(value, shape.shape, f"{where}{_shown(key)}.")) is not None:
-                return found
-        return None
+        return _each_problem(record, shape, where)
     if isinstance(shape, Row):
-        if not isinstance(record, list) or len(record) < len(shape.shapes):
-            return f"{where.rstrip('.')} is not a list of at least {len(shape.shapes)} items"
-        for i, sub in enumerate(shape.shapes):
-            if (found := problem(record[i], sub, f"{where}{i}.")) is not None:
-                return found
-        return None
+        return _row_problem(record, shape, where)
     kinds = shape if isinstance(shape, tuple) else (shape,)
     if isinstance(record, bool) and bool not in kinds:  # True is an int to Python, not to a record
         return f"{where.rstrip('.')} is a bool, not a {' or '.join(_name(k) for k in kinds)}"
     if not isinstance(record, kinds):
         return f"{where.rstrip('.')} is a {_name(type(record))}, not a {' or '.join(_name(k) for k in kinds)}"
+    return None
+
+
+def _dict_problem(record: Any, shape: dict, where: str) -> str | None:
+    if not isinstance(record, dict):
+        return f"{where.rstrip('.') or 'the record'} is a {_name(type(record))}, not a dict"
+    for key, sub in shape.items():
+        if key not in record:
+            return f"no {where}{key}"
+        if (found := problem(record[key], sub, f"{where}{key}.")) is not None:
+            return found
+    return None
+
+
+def _each_problem(record: Any, shape: Each, where: str) -> str | None:
+    if not isinstance(record, shape.container) or isinstance(record, str):
+        return f"{where.rstrip('.')} is a {_name(type(record))}, not a {shape.container.__name__}"
+    items = record.items() if isinstance(record, dict) else enumerate(record)
+    for key, value in items:
+        if (found := problem(value, shape.shape, f"{where}{_shown(key)}.")) is not None:
+            return found
+    return None
+
+
+def _row_problem(record: Any, shape: Row, where: str) -> str | None:
+    if not isinstance(record, list) or len(record) < len(shape.shapes):
+        return f"{where.rstrip('.')} is not a list of at least {len(shape.shapes)} items"
+    for i, sub in enumerate(shape.shapes):
+        if (found := problem(record[i], sub, f"{where}{i}.")) is not None:
+            return found
     return None
 
 

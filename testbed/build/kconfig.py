@@ -122,28 +122,40 @@ def _conditions(lines: list[str], header: re.Pattern[str]) -> list[str]:
             help_indent = indent
             continue
         if header.match(raw):
-            own = []
-            for follow in lines[i + 1:]:
-                if re.match(r"^\s*(menu)?config\s|^\s*(endmenu|endif|menu|if|choice|endchoice|source|comment)\b", follow):
-                    break
-                if follow.strip().startswith("depends on"):
-                    own.append(follow.strip().removeprefix("depends on").strip())
-            return [cond for block in stack for cond in block] + own
-        if m := re.match(r"^if\s+(.+)$", line):
-            stack.append([m.group(1)])
-            in_block_head = False
-        elif re.match(r"^(menu\s+\"|choice\b)", line):
-            stack.append([])
-            in_block_head = True
-        elif re.match(r"^(endif|endmenu|endchoice)\b", line):
-            if stack:
-                stack.pop()
-            in_block_head = False
-        elif in_block_head and line.startswith("depends on") and stack:
-            stack[-1].append(line.removeprefix("depends on").strip())
-        elif re.match(r"^(menu)?config\s", line):
-            in_block_head = False
+            return [cond for block in stack for cond in block] + _own_depends(lines[i + 1:])
+        in_block_head = _track_block(line, stack, in_block_head)
     return []
+
+
+def _own_depends(following: list[str]) -> list[str]:
+    """The `depends on` lines of the entry whose header came just before following."""
+    own = []
+    for follow in following:
+        if re.match(r"^\s*(menu)?config\s|^\s*(endmenu|endif|menu|if|choice|endchoice|source|comment)\b", follow):
+            break
+        if follow.strip().startswith("depends on"):
+            own.append(follow.strip().removeprefix("depends on").strip())
+    return own
+
+
+def _track_block(line: str, stack: list[list[str]], in_block_head: bool) -> bool:
+    """Open or close the if/menu/choice block a line starts or ends; whether a block's head goes on."""
+    if m := re.match(r"^if\s+(.+)$", line):
+        stack.append([m.group(1)])
+        return False
+    if re.match(r"^(menu\s+\"|choice\b)", line):
+        stack.append([])
+        return True
+    if re.match(r"^(endif|endmenu|endchoice)\b", line):
+        if stack:
+            stack.pop()
+        return False
+    if in_block_head and line.startswith("depends on") and stack:
+        stack[-1].append(line.removeprefix("depends on").strip())
+        return True
+    if re.match(r"^(menu)?config\s", line):
+        return False
+    return in_block_head
 
 
 def explain(source: Path, option: str, final: dict[str, str]) -> str:

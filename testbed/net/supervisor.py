@@ -1,8 +1,8 @@
 """`prism-testbed up`: a topology that outlives the command that started it.
 
 `up` resolves the kernel, image and accelerator in the foreground (builds
-show their progress), then starts this module as a detached process, the
-supervisor. It owns the Deployment, so it is the run's recorded owner and
+show their progress), then starts a detached process, the supervisor
+(testbed.net.up_process, which runs the Supervisor below). It owns the Deployment, so it is the run's recorded owner and
 the reaper spares the run while it lives; a supervisor killed outright
 leaves a run that the next reaper removes, as for any dead run. It reports
 `ready` (or a one-line error) on a pipe, then serves requests on a unix
@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import signal
 import socket
 import socketserver
@@ -24,7 +23,7 @@ import sys
 import threading
 import time
 import traceback
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..build.image import GuestImage
@@ -32,9 +31,8 @@ from ..build.kernel import Kernel
 from ..core.errors import RunError, TestbedError
 from ..vm import guest_shell
 from ..vm.accel import AccelChoice
-from . import topology as topology_mod
 from .deployment import Deployment
-from .fabric import _process_start, claim_run_dir, new_run_id, reap_stale, runtime_base, runtime_dir
+from .fabric import _process_start, new_run_id, reap_stale, runtime_base, runtime_dir
 
 STATE = "up.json"
 CONTROL = "control.sock"
@@ -127,7 +125,7 @@ def start(topology: str, kernel: Kernel, image: GuestImage, accel: AccelChoice, 
             "kernel_args": list(kernel_args),
             "kernel": {"bzimage": str(kernel.bzimage), "release": kernel.release, "variant": kernel.variant},
             "image": {"root": str(image.root), "key": image.key}, "accel": accel.as_dict()}
-    proc = subprocess.Popen([sys.executable, "-m", "testbed.net.supervisor", json.dumps(spec)], stdin=subprocess.DEVNULL,
+    proc = subprocess.Popen([sys.executable, "-m", "testbed.net.up_process", json.dumps(spec)], stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     other: list[str] = []
     try:
@@ -300,96 +298,3 @@ class Supervisor:
             with self._lock(vm.name):
                 result = vm.run(command, timeout=timeout)
         return {"exit_code": result.exit_code, "stdout": result.stdout, "stderr": result.stderr}
-
-
-def _state(deployment: Deployment, spec: dict) -> UpRun:
-    vms = {vm.name: [c.name for c in vm.containers] for vm in deployment.topology.vms}
-    return UpRun(run_id=deployment.run_id, pid=os.getpid(), pid_start=str(_process_start(os.getpid())),
-                 topology=deployment.topology.name, kernel=f"{spec['kernel']['variant']} {spec['kernel']['release']}",
-                 accel=spec["accel"]["accel"], started=time.strftime("%Y-%m-%dT%H:%M:%S"),
-                 describe=deployment.describe(agent_free=False), vms=vms)
-
-
-def serve(spec: dict, report) -> int:
-    """The supervisor's life: bring the topology up, serve, take it down."""
-    def say(line: str) -> None:
-        report.write(f"{_SAY}{line}\n")
-        report.flush()
-
-    run_dir = claim_run_dir(spec["run_id"])
-    log = os.open(run_dir / LOG, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    os.dup2(log, 1)
-    os.dup2(log, 2)
-    os.close(log)
-    serving = threading.Event()
-    supervisor: Supervisor | None = None
-
-    def on_signal(signum, frame) -> None:
-        if not serving.is_set():
-            raise KeyboardInterrupt  # still coming up: abort, and the deployment cleans up
-        if supervisor is not None:
-            supervisor.stopping.set()
-
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, on_signal)
-    deployment: Deployment | None = None
-    server = None
-    try:
-        k, i = spec["kernel"], spec["image"]
-        deployment = Deployment(topology_mod.load(spec["topology"]).with_kernel_args(tuple(spec.get("kernel_args", ()))),
-                                Kernel(Path(k["bzimage"]), k["release"], k["variant"]),
-                                GuestImage(Path(i["root"]), i["key"], {}, True), AccelChoice(**spec["accel"]),
-                                run_id=spec["run_id"], boot_timeout=float(spec["boot_timeout"]), shell_ports=True)
-        def record_degraded(degraded: dict[str, str]) -> None:
-            state = json.loads((run_dir / STATE).read_text())
-            state["degraded"] = degraded
-            (run_dir / f".{STATE}").write_text(json.dumps(state, indent=2) + "\n")
-            os.replace(run_dir / f".{STATE}", run_dir / STATE)
-
-        supervisor = Supervisor(deployment, on_change=record_degraded)
-        say(f"phase booting {len(deployment.topology.vms)} VMs and laying out the overlay")
-        deployment.__enter__()
-        say("phase starting the shell consoles")
-        for vm in deployment.machines.values():
-            vm.run(guest_shell.start_script(), timeout=30, check=True)
-        server = _Server(str(run_dir / CONTROL), _Handler)
-        server.supervisor = supervisor  # type: ignore[attr-defined]
-        threading.Thread(target=server.serve_forever, name="control", daemon=True).start()
-        state = json.dumps(asdict(_state(deployment, spec)), indent=2) + "\n"
-        (run_dir / f".{STATE}").write_text(state)
-        os.replace(run_dir / f".{STATE}", run_dir / STATE)
-        serving.set()
-        threading.Thread(target=supervisor.watch, name="watch", daemon=True).start()
-        say("ready")
-        report.close()
-        supervisor.stopping.wait()
-        return 0
-    except BaseException as exc:
-        if not report.closed:
-            if isinstance(exc, KeyboardInterrupt):
-                say("error interrupted while coming up; everything it had started was stopped")
-            elif isinstance(exc, TestbedError):
-                say(f"error {exc}")
-            else:
-                for line in traceback.format_exc().splitlines():
-                    say(f"trace {line}")
-                say(f"error supervisor: {type(exc).__name__}: {exc}")
-        return 1
-    finally:
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            signal.signal(sig, signal.SIG_IGN)  # teardown must not be interrupted half way
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-        if deployment is not None:
-            deployment.down()
-        shutil.rmtree(run_dir, ignore_errors=True)
-
-
-def main(argv: list[str]) -> int:
-    report = os.fdopen(os.dup(1), "w")  # the pipe to `up`; stdout itself goes to the log
-    return serve(json.loads(argv[0]), report)
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

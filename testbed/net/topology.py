@@ -142,21 +142,34 @@ class Topology:
 
     def validate(self) -> Topology:
         """Raise ConfigError naming the first problem; return self when sound."""
-        where = self.origin
-        _check_name(self.name, f"{where}: name")
+        _check_name(self.name, f"{self.origin}: name")
+        underlay = self._check_fabric()
+        if not self.vms:
+            raise ConfigError(f"{self.origin}: no [[vm]]: a topology needs at least one VM")
+        overlays = self._check_overlays(underlay)
+        names: set[str] = set()
+        addresses: dict[str, str] = {self.traffic_port_address: "the host traffic port"}
+        for vm in self.vms:
+            self._check_vm(vm, underlay, names, addresses)
+            for c in vm.containers:
+                self._check_container(vm, c, overlays, names, addresses)
+        return self
+
+    def _check_fabric(self) -> ipaddress.IPv4Network:
         try:
             underlay = ipaddress.IPv4Network(self.fabric.underlay)
         except ValueError as exc:
-            raise ConfigError(f"{where}: fabric.underlay {self.fabric.underlay!r}: {exc}") from None
+            raise ConfigError(f"{self.origin}: fabric.underlay {self.fabric.underlay!r}: {exc}") from None
         if not 576 <= self.fabric.mtu <= 9000:
-            raise ConfigError(f"{where}: fabric.mtu {self.fabric.mtu} must be between 576 and 9000")
-        if not self.vms:
-            raise ConfigError(f"{where}: no [[vm]]: a topology needs at least one VM")
+            raise ConfigError(f"{self.origin}: fabric.mtu {self.fabric.mtu} must be between 576 and 9000")
+        return underlay
 
+    def _check_overlays(self, underlay: ipaddress.IPv4Network) -> dict[str, ipaddress.IPv4Network]:
+        """Each overlay's subnet by name, once names, VNIs, subnets and MTUs are sound."""
         overlays: dict[str, ipaddress.IPv4Network] = {}
         vnis: set[int] = set()
         for o in self.overlays:
-            key = f"{where}: overlay {o.name}"
+            key = f"{self.origin}: overlay {o.name}"
             _check_name(o.name, f"{key}: name")
             if o.name in overlays:
                 raise ConfigError(f"{key}: duplicate overlay name")
@@ -165,63 +178,68 @@ class Topology:
             if o.vni in vnis:
                 raise ConfigError(f"{key}: vni {o.vni} is used by another overlay")
             vnis.add(o.vni)
-            try:
-                net = ipaddress.IPv4Network(o.subnet)
-            except ValueError as exc:
-                raise ConfigError(f"{key}: subnet {o.subnet!r}: {exc}") from None
-            if net.overlaps(underlay):
-                raise ConfigError(f"{key}: subnet {o.subnet} overlaps the underlay {self.fabric.underlay}")
-            for other, other_net in overlays.items():
-                if net.overlaps(other_net):
-                    raise ConfigError(f"{key}: subnet {o.subnet} overlaps overlay {other}")
+            net = self._overlay_subnet(o, key, underlay, overlays)
             if o.mtu + VXLAN_OVERHEAD_V4 > self.fabric.mtu:
                 raise ConfigError(f"{key}: mtu {o.mtu} is too large for the underlay: VXLAN adds "
                                   f"{VXLAN_OVERHEAD_V4} bytes, so at most {self.fabric.mtu - VXLAN_OVERHEAD_V4}")
             if o.mtu < 68:
                 raise ConfigError(f"{key}: mtu {o.mtu} is below IPv4's minimum of 68")
             overlays[o.name] = net
+        return overlays
 
-        names: set[str] = set()
-        addresses: dict[str, str] = {self.traffic_port_address: "the host traffic port"}
-        for vm in self.vms:
-            key = f"{where}: vm {vm.name}"
-            _check_name(vm.name, f"{key}: name")
-            if vm.name in names:
-                raise ConfigError(f"{key}: duplicate name")
-            names.add(vm.name)
-            if not 1 <= vm.vcpus <= 16:
-                raise ConfigError(f"{key}: vcpus {vm.vcpus} must be between 1 and 16")
-            if vm.memory < 256:
-                raise ConfigError(f"{key}: memory {vm.memory} MiB is below 256 MiB")
-            if len(vm.nics) != 1:
-                raise ConfigError(f"{key}: nics: exactly one NIC per VM is supported (got {len(vm.nics)})")
-            for i, nic in enumerate(vm.nics):
-                if not 1 <= nic.queues <= vm.vcpus:
-                    raise ConfigError(f"{key}: nics[{i}].queues {nic.queues} must be between 1 and vcpus "
-                                      f"({vm.vcpus}): the guest uses one queue pair per vCPU at most")
-                if nic.speed <= 0:
-                    raise ConfigError(f"{key}: nics[{i}].speed {nic.speed} must be a positive Mbit/s")
-            address = self.underlay_of(vm)
-            _check_host(address, underlay, f"{key}: underlay-address", self.fabric.underlay)
-            if address in addresses:
-                raise ConfigError(f"{key}: underlay address {address} is already {addresses[address]}")
-            addresses[address] = f"vm {vm.name}'s"
-            for c in vm.containers:
-                ckey = f"{where}: vm {vm.name} container {c.name}"
-                _check_name(c.name, f"{ckey}: name")
-                if c.name in names:
-                    raise ConfigError(f"{ckey}: duplicate name (VM and container names share one namespace)")
-                names.add(c.name)
-                if c.overlay not in overlays:
-                    raise ConfigError(f"{ckey}: overlay {c.overlay!r} is not defined (defined: "
-                                      f"{', '.join(overlays) or 'none'})")
-                _check_host(c.address, overlays[c.overlay], f"{ckey}: address", self.overlay(c.overlay).subnet)
-                if c.address in addresses:
-                    raise ConfigError(f"{ckey}: address {c.address} is already {addresses[c.address]}")
-                addresses[c.address] = f"container {c.name}'s"
-                if not c.command:
-                    raise ConfigError(f"{ckey}: command is empty")
-        return self
+    def _overlay_subnet(self, o: Overlay, key: str, underlay: ipaddress.IPv4Network,
+                        others: dict[str, ipaddress.IPv4Network]) -> ipaddress.IPv4Network:
+        try:
+            net = ipaddress.IPv4Network(o.subnet)
+        except ValueError as exc:
+            raise ConfigError(f"{key}: subnet {o.subnet!r}: {exc}") from None
+        if net.overlaps(underlay):
+            raise ConfigError(f"{key}: subnet {o.subnet} overlaps the underlay {self.fabric.underlay}")
+        for other, other_net in others.items():
+            if net.overlaps(other_net):
+                raise ConfigError(f"{key}: subnet {o.subnet} overlaps overlay {other}")
+        return net
+
+    def _check_vm(self, vm: Vm, underlay: ipaddress.IPv4Network, names: set[str], addresses: dict[str, str]) -> None:
+        key = f"{self.origin}: vm {vm.name}"
+        _check_name(vm.name, f"{key}: name")
+        if vm.name in names:
+            raise ConfigError(f"{key}: duplicate name")
+        names.add(vm.name)
+        if not 1 <= vm.vcpus <= 16:
+            raise ConfigError(f"{key}: vcpus {vm.vcpus} must be between 1 and 16")
+        if vm.memory < 256:
+            raise ConfigError(f"{key}: memory {vm.memory} MiB is below 256 MiB")
+        if len(vm.nics) != 1:
+            raise ConfigError(f"{key}: nics: exactly one NIC per VM is supported (got {len(vm.nics)})")
+        for i, nic in enumerate(vm.nics):
+            if not 1 <= nic.queues <= vm.vcpus:
+                raise ConfigError(f"{key}: nics[{i}].queues {nic.queues} must be between 1 and vcpus "
+                                  f"({vm.vcpus}): the guest uses one queue pair per vCPU at most")
+            if nic.speed <= 0:
+                raise ConfigError(f"{key}: nics[{i}].speed {nic.speed} must be a positive Mbit/s")
+        address = self.underlay_of(vm)
+        _check_host(address, underlay, f"{key}: underlay-address", self.fabric.underlay)
+        if address in addresses:
+            raise ConfigError(f"{key}: underlay address {address} is already {addresses[address]}")
+        addresses[address] = f"vm {vm.name}'s"
+
+    def _check_container(self, vm: Vm, c: Container, overlays: dict[str, ipaddress.IPv4Network], names: set[str],
+                         addresses: dict[str, str]) -> None:
+        ckey = f"{self.origin}: vm {vm.name} container {c.name}"
+        _check_name(c.name, f"{ckey}: name")
+        if c.name in names:
+            raise ConfigError(f"{ckey}: duplicate name (VM and container names share one namespace)")
+        names.add(c.name)
+        if c.overlay not in overlays:
+            raise ConfigError(f"{ckey}: overlay {c.overlay!r} is not defined (defined: "
+                              f"{', '.join(overlays) or 'none'})")
+        _check_host(c.address, overlays[c.overlay], f"{ckey}: address", self.overlay(c.overlay).subnet)
+        if c.address in addresses:
+            raise ConfigError(f"{ckey}: address {c.address} is already {addresses[c.address]}")
+        addresses[c.address] = f"container {c.name}'s"
+        if not c.command:
+            raise ConfigError(f"{ckey}: command is empty")
 
 
 def _check_name(name: str, where: str) -> None:

@@ -118,7 +118,18 @@ class Mix:
         return dataclasses.replace(self, name=f"{self.name}-priority-flood", floods=(flood,))
 
     def validate(self, topology: Topology) -> Mix:
+        """Raise ConfigError naming the first problem on this topology; return self when sound."""
         where = f"{self.origin}: mix {self.name}"
+        self._check_flows(where, topology)
+        vms = {vm.name: vm for vm in topology.vms}
+        for vm_name, tuning in self.tuning.items():
+            if vm_name not in vms:
+                raise ConfigError(f"{where}: [tuning.{vm_name}]: no vm {vm_name!r} in topology {topology.name}")
+            _check_tuning(f"{where}: [tuning.{vm_name}]", tuning, vms[vm_name], {o.name for o in topology.overlays})
+        return self
+
+    def _check_flows(self, where: str, topology: Topology) -> None:
+        """Names, ids and classes, and that every flow's ends are containers of the topology."""
         containers = {c.name for _, c in topology.containers()}
         names = ([p.name for p in self.probes] + [f.name for f in self.floods] + [i.name for i in self.iperf3]
                  + [h.name for h in self.hogs])
@@ -130,17 +141,11 @@ class Mix:
         ids = [p.flow_id for p in self.probes]
         if len(set(ids)) != len(ids):
             raise ConfigError(f"{where}: probe flow ids must be distinct")
-        for p in self.probes:
-            if p.dst not in containers:
-                raise ConfigError(f"{where}: flow {p.name}: no container {p.dst!r} in topology {topology.name}")
-        for f in self.floods:
-            if f.dst not in containers:
-                raise ConfigError(f"{where}: flow {f.name}: no container {f.dst!r} in topology {topology.name}")
-        for i in self.iperf3:
-            for end in (i.src, i.dst):
-                if end not in containers:
-                    raise ConfigError(f"{where}: flow {i.name}: no container {end!r} in topology {topology.name}")
-        vms = {vm.name: vm for vm in topology.vms}
+        ends = ([(p.name, p.dst) for p in self.probes] + [(f.name, f.dst) for f in self.floods]
+                + [(i.name, end) for i in self.iperf3 for end in (i.src, i.dst)])
+        for name, end in ends:
+            if end not in containers:
+                raise ConfigError(f"{where}: flow {name}: no container {end!r} in topology {topology.name}")
         for h in self.hogs:
             vm = next((vm for vm, c in topology.containers() if c.name == h.container), None)
             if vm is None:
@@ -148,37 +153,38 @@ class Mix:
             if not h.cpus or not all(0 <= c < vm.vcpus for c in h.cpus) or not 1 <= h.loops <= 16:
                 raise ConfigError(f"{where}: flow {h.name}: cpus {list(h.cpus)} must be below vm {vm.name}'s "
                                   f"{vm.vcpus} vCPUs and loops 1-16")
-        overlays = {o.name for o in topology.overlays}
-        for vm_name, tuning in self.tuning.items():
-            if vm_name not in vms:
-                raise ConfigError(f"{where}: [tuning.{vm_name}]: no vm {vm_name!r} in topology {topology.name}")
-            pinned = {f"rps {d}": cpus for d, cpus in tuning.rps.items()}
-            pinned |= {f"irq {d}": cpus for d, cpus in tuning.irq.items()}
-            if tuning.reflector_cpus:
-                pinned["reflector-cpus"] = tuning.reflector_cpus
-            if tuning.sink_cpus:
-                pinned["sink-cpus"] = tuning.sink_cpus
-            for what, cpus in pinned.items():
-                bad = [c for c in cpus if not 0 <= c < vms[vm_name].vcpus]
-                if bad or not cpus:
-                    raise ConfigError(f"{where}: [tuning.{vm_name}] {what}: CPUs {list(cpus)} must be "
-                                      f"non-empty and below the VM's {vms[vm_name].vcpus} vCPUs")
-            for device in tuning.rps:
-                if device not in overlays and not device.startswith("eth"):
-                    raise ConfigError(f"{where}: [tuning.{vm_name}] rps: {device!r} is neither an overlay "
-                                      f"({', '.join(sorted(overlays))}) nor a guest ethN interface")
-            for device in tuning.irq:
-                if not re.fullmatch(r"eth\d+", device):
-                    raise ConfigError(f"{where}: [tuning.{vm_name}] irq: {device!r} is not a guest NIC (ethN)")
-            on_vm = {c.name for c in vms[vm_name].containers}
-            for container, rules in tuning.ingress_rules.items():
-                if container not in on_vm:
-                    raise ConfigError(f"{where}: [tuning.{vm_name}] ingress-rules: no container {container!r} on vm "
-                                      f"{vm_name}")
-                if not 1 <= rules <= MAX_INGRESS_RULES:
-                    raise ConfigError(f"{where}: [tuning.{vm_name}] ingress-rules {container}: {rules} must be "
-                                      f"1-{MAX_INGRESS_RULES}")
-        return self
+
+
+def _check_tuning(where: str, tuning: Tuning, vm, overlays: set[str]) -> None:
+    """One VM's tuning: CPUs it has, devices it has, containers on it."""
+    _check_tuning_cpus(where, tuning, vm)
+    for device in tuning.rps:
+        if device not in overlays and not device.startswith("eth"):
+            raise ConfigError(f"{where} rps: {device!r} is neither an overlay "
+                              f"({', '.join(sorted(overlays))}) nor a guest ethN interface")
+    for device in tuning.irq:
+        if not re.fullmatch(r"eth\d+", device):
+            raise ConfigError(f"{where} irq: {device!r} is not a guest NIC (ethN)")
+    on_vm = {c.name for c in vm.containers}
+    for container, rules in tuning.ingress_rules.items():
+        if container not in on_vm:
+            raise ConfigError(f"{where} ingress-rules: no container {container!r} on vm {vm.name}")
+        if not 1 <= rules <= MAX_INGRESS_RULES:
+            raise ConfigError(f"{where} ingress-rules {container}: {rules} must be 1-{MAX_INGRESS_RULES}")
+
+
+def _check_tuning_cpus(where: str, tuning: Tuning, vm) -> None:
+    pinned = {f"rps {d}": cpus for d, cpus in tuning.rps.items()}
+    pinned |= {f"irq {d}": cpus for d, cpus in tuning.irq.items()}
+    if tuning.reflector_cpus:
+        pinned["reflector-cpus"] = tuning.reflector_cpus
+    if tuning.sink_cpus:
+        pinned["sink-cpus"] = tuning.sink_cpus
+    for what, cpus in pinned.items():
+        bad = [c for c in cpus if not 0 <= c < vm.vcpus]
+        if bad or not cpus:
+            raise ConfigError(f"{where} {what}: CPUs {list(cpus)} must be "
+                              f"non-empty and below the VM's {vm.vcpus} vCPUs")
 
 
 def _probe(t: dict, where: str, flow_id: int) -> ProbeFlow:
@@ -255,19 +261,8 @@ def from_dict(data: dict, origin: str) -> Mix:
             hogs.append(_hog(t, where))
         else:
             raise ConfigError(f"{where}: kind {kind!r} must be probe, flood, iperf3 or hog")
-    tuning = {}
-    for vm_name, raw in as_table(data.get("tuning", {}), f"{origin}: [tuning]").items():
-        where = f"{origin}: [tuning.{vm_name}]"
-        t = check_keys(as_table(raw, where), _TUNING, where)
-        rps, irq = _cpu_table(t, "rps", where), _cpu_table(t, "irq", where)
-        sysctl = {k: str(v) for k, v in as_table(t.get("sysctl", {}), f"{where} sysctl").items()}
-        pins = {key: _cpus(typed(t, key, list, where, []), f"{where}: {key}")
-                for key in ("reflector-cpus", "sink-cpus")}
-        rules = as_table(t.get("ingress-rules", {}), f"{where} ingress-rules")
-        if not all(isinstance(n, int) and not isinstance(n, bool) for n in rules.values()):
-            raise ConfigError(f"{where}: ingress-rules must map container names to rule counts")
-        tuning[vm_name] = Tuning(rps=rps, irq=irq, sysctl=sysctl, reflector_cpus=pins["reflector-cpus"],
-                                 sink_cpus=pins["sink-cpus"], ingress_rules=dict(rules))
+    tuning = {vm_name: _tuning(raw, f"{origin}: [tuning.{vm_name}]")
+              for vm_name, raw in as_table(data.get("tuning", {}), f"{origin}: [tuning]").items()}
     if not probes:
         raise ConfigError(f"{origin}: a mix needs at least one probe flow")
     return Mix(name=typed(data, "name", str, origin), topology=typed(data, "topology", str, origin),
@@ -275,6 +270,19 @@ def from_dict(data: dict, origin: str) -> Mix:
                tuning=tuning,
                settle=float(typed(data, "settle", (int, float), origin, 1.0)),
                description=typed(data, "description", str, origin, ""), origin=origin)
+
+
+def _tuning(raw: object, where: str) -> Tuning:
+    """One [tuning.VM] table."""
+    t = check_keys(as_table(raw, where), _TUNING, where)
+    rps, irq = _cpu_table(t, "rps", where), _cpu_table(t, "irq", where)
+    sysctl = {k: str(v) for k, v in as_table(t.get("sysctl", {}), f"{where} sysctl").items()}
+    pins = {key: _cpus(typed(t, key, list, where, []), f"{where}: {key}") for key in ("reflector-cpus", "sink-cpus")}
+    rules = as_table(t.get("ingress-rules", {}), f"{where} ingress-rules")
+    if not all(isinstance(n, int) and not isinstance(n, bool) for n in rules.values()):
+        raise ConfigError(f"{where}: ingress-rules must map container names to rule counts")
+    return Tuning(rps=rps, irq=irq, sysctl=sysctl, reflector_cpus=pins["reflector-cpus"],
+                  sink_cpus=pins["sink-cpus"], ingress_rules=dict(rules))
 
 
 def _cpus(value: object, what: str) -> tuple[int, ...]:

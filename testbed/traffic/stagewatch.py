@@ -276,39 +276,58 @@ def stages_between(before: Snapshot, after: Snapshot, samples: dict[str, Stagemo
         if "eth0" in a.links:
             s.nic_rx = _delta(a.links["eth0"].rx_packets, b.links["eth0"].rx_packets)
             s.nic_dropped = _delta(a.links["eth0"].rx_dropped, b.links["eth0"].rx_dropped)
-        vxlan_dropped: dict[str, int] = {}
-        veth_tx_dropped = 0
-        for name, link in a.links.items():
-            if name not in b.links:
-                continue
-            dropped = _delta(link.rx_dropped, b.links[name].rx_dropped)
-            if name in vxlans:
-                vxlan_dropped[name] = dropped
-            elif name.startswith("v-"):
-                tx_dropped = _delta(link.tx_dropped, b.links[name].tx_dropped)
-                veth_tx_dropped += tx_dropped
-                s.veth_dropped[name] = dropped + tx_dropped
-        before_rows = {r.cpu: r for r in b.softnet}
-        totals = dict.fromkeys(("processed", "dropped", "time_squeeze", "received_rps", "flow_limit"), 0)
-        for row in a.softnet:
-            prev = before_rows.get(row.cpu)
-            for key in totals:
-                totals[key] += getattr(row, key) - (getattr(prev, key) if prev else 0)
+        vxlan_dropped, veth_tx_dropped = _link_drops(a, b, vxlans, s.veth_dropped)
+        totals = _softnet_totals(a.softnet, b.softnet)
         s.softnet = totals
         s.gro_cells_dropped = gro_cells_drops(vxlan_dropped, totals["dropped"], veth_tx_dropped)
         for name, counters in a.snmp.items():
             prev = b.snmp.get(name, {})
             s.sockets[name] = {k: counters[k] - prev.get(k, 0) for k in SOCKET_COUNTERS
                                if k in counters}
-        for cpu, (soft, idle, total) in a.cpu_times.items():
-            soft0, idle0, total0 = b.cpu_times.get(cpu, (0, 0, 0))
-            if total > total0:
-                s.softirq_share[cpu] = round((soft - soft0) / (total - total0), 3)
-                s.busy_share[cpu] = round(1 - (idle - idle0) / (total - total0), 3)
+        s.softirq_share, s.busy_share = _cpu_shares(a.cpu_times, b.cpu_times)
         pa, pb = parse_prism_stat(a.prism_stat), parse_prism_stat(b.prism_stat)
         s.prism_stat = {k: v - pb.get(k, 0) for k, v in pa.items()}
         out[vm] = s
     return out
+
+
+def _link_drops(a: VmCounters, b: VmCounters, vxlans: set[str], veth_dropped: dict[str, int]) -> tuple[dict[str, int], int]:
+    """The VXLAN devices' rx drops, and the veths' (filled into veth_dropped, rx + tx; their tx total returned)."""
+    vxlan_dropped: dict[str, int] = {}
+    veth_tx_dropped = 0
+    for name, link in a.links.items():
+        if name not in b.links:
+            continue
+        dropped = _delta(link.rx_dropped, b.links[name].rx_dropped)
+        if name in vxlans:
+            vxlan_dropped[name] = dropped
+        elif name.startswith("v-"):
+            tx_dropped = _delta(link.tx_dropped, b.links[name].tx_dropped)
+            veth_tx_dropped += tx_dropped
+            veth_dropped[name] = dropped + tx_dropped
+    return vxlan_dropped, veth_tx_dropped
+
+
+def _softnet_totals(after: list[SoftnetRow], before: list[SoftnetRow]) -> dict[str, int]:
+    before_rows = {r.cpu: r for r in before}
+    totals = dict.fromkeys(("processed", "dropped", "time_squeeze", "received_rps", "flow_limit"), 0)
+    for row in after:
+        prev = before_rows.get(row.cpu)
+        for key in totals:
+            totals[key] += getattr(row, key) - (getattr(prev, key) if prev else 0)
+    return totals
+
+
+def _cpu_shares(after: dict[int, tuple[int, int, int]], before: dict[int, tuple[int, int, int]]
+                ) -> tuple[dict[int, float], dict[int, float]]:
+    """Per CPU, the share of its time in softirq and not idle."""
+    softirq, busy = {}, {}
+    for cpu, (soft, idle, total) in after.items():
+        soft0, idle0, total0 = before.get(cpu, (0, 0, 0))
+        if total > total0:
+            softirq[cpu] = round((soft - soft0) / (total - total0), 3)
+            busy[cpu] = round(1 - (idle - idle0) / (total - total0), 3)
+    return softirq, busy
 
 
 def gro_cells_drops(vxlan_rx_dropped: dict[str, int], backlog_dropped: int, veth_tx_dropped: int) -> dict[str, int]:
