@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import secrets
 import subprocess
 import time
 
-import pytest
 from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Ether
 
@@ -46,23 +44,10 @@ def test_a_lost_probe_counts_as_the_hosts_only_when_a_drop_was_seen_just_after_i
     assert lost_at_host(records, []) == 0
 
 
-@pytest.fixture
-def veth_netns():
-    name = f"ptest-{secrets.token_hex(3)}"
-    subprocess.run(["ip", "netns", "add", name], check=True, timeout=10)
-    try:  # no IPv6, so the kernel sends nothing of its own on a0
-        subprocess.run(["ip", "netns", "exec", name, "sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1"],
-                       check=True, timeout=10)
-        for cmd in ("link add a0 type veth peer name b0", "link set a0 up", "link set b0 up",
-                    "link set a0 txqueuelen 10", "link set b0 down"):
-            subprocess.run(["ip", "-n", name, *cmd.split()], check=True, timeout=10)
-        yield name
-    finally:
-        subprocess.run(["ip", "netns", "del", name], check=False, timeout=10)
-
-
 def test_the_watch_times_drops_in_the_namespace_it_was_given(veth_netns):
     """a0's peer is down, so everything sent on a0 is a tx drop, seen in a0's namespace only."""
+    for cmd in ("link set a0 txqueuelen 10", "link set b0 down"):
+        subprocess.run(["ip", "-n", veth_netns, *cmd.split()], check=True, timeout=10)
     frame = bytes(Ether(dst="02:00:00:00:00:02") / IP(src="10.99.0.1", dst="10.99.0.2") / UDP() / (b"x" * 64))
     with HostDropWatch(veth_netns, ["a0"], interval=0.002) as watch:
         time.sleep(0.02)

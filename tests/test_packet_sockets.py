@@ -10,31 +10,14 @@ with a veth pair, so no traffic leaves it.
 
 from __future__ import annotations
 
-import secrets
 import socket
-import subprocess
-from collections.abc import Iterator
 
-import pytest
 from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Ether
 from scapy.packet import Raw
 
 from testbed.core.netns import sending_socket
 from testbed.traffic.prober import reply_socket, socket_drops
-
-
-@pytest.fixture
-def veth_netns() -> Iterator[str]:
-    """A namespace holding a veth pair a0 <-> b0, both up."""
-    name = f"ptest-{secrets.token_hex(3)}"
-    subprocess.run(["ip", "netns", "add", name], check=True, timeout=10)
-    try:
-        for cmd in ("link add a0 type veth peer name b0", "link set a0 up", "link set b0 up"):
-            subprocess.run(["ip", "-n", name, *cmd.split()], check=True, timeout=10)
-        yield name
-    finally:
-        subprocess.run(["ip", "netns", "del", name], check=False, timeout=10)
 
 
 def _frame(tag: int) -> bytes:
