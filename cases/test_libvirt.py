@@ -76,7 +76,7 @@ def test_containers_reach_each_other_across_vms(deployment):
 def test_host_traffic_port_reaches_containers(deployment):
     for handle in deployment.containers.values():
         result = deployment.host_run(["ping", "-c", "2", "-W", "5", handle.address])
-        assert result.returncode == 0, f"host -> {handle.name}:\n{result.stdout}{result.stderr}"
+        assert result.ok, f"host -> {handle.name}:\n{result.stdout}{result.stderr}"
 
 
 @TWO_VM

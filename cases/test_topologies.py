@@ -49,7 +49,7 @@ def test_every_container_reaches_every_other_across_vms(deployment):
 def test_host_traffic_port_reaches_containers_through_vxlan(deployment):
     for handle in deployment.containers.values():
         result = deployment.host_run(["ping", "-c", "2", "-W", "5", handle.address])
-        assert result.returncode == 0, f"host -> {handle.name}:\n{result.stdout}{result.stderr}"
+        assert result.ok, f"host -> {handle.name}:\n{result.stdout}{result.stderr}"
     # the replies came back through the host's VXLAN endpoint, not around it
     stats = deployment.host_run(["ip", "-s", "link", "show", f"vx{deployment.topology.overlays[0].vni}"]).stdout
     rx_packets = int(stats.split("RX:")[1].splitlines()[1].split()[1])
@@ -76,7 +76,7 @@ def test_1400_byte_payload_crosses_intact(deployment):
     target = deployment.container("s1")
     # iputils ping on the host checks every echoed byte and says "wrong data byte" otherwise
     result = deployment.host_run(["ping", "-c", "3", "-W", "5", "-s", "1400", "-p", "a5c3", target.address])
-    assert result.returncode == 0 and " 0% packet loss" in result.stdout, result.stdout + result.stderr
+    assert result.ok and " 0% packet loss" in result.stdout, result.stdout + result.stderr
     assert "wrong data" not in result.stdout
     assert "1408 bytes from" in result.stdout
 
@@ -96,7 +96,7 @@ def test_too_large_with_dont_fragment_is_refused_by_the_sender(deployment):
     # the host's own overlay interface has the overlay MTU: the kernel refuses locally and says why
     target = deployment.container("s1")
     result = deployment.host_run(["ping", "-c", "1", "-W", "2", "-M", "do", "-s", "1500", target.address])
-    assert result.returncode != 0
+    assert not result.ok
     assert re.search(r"message too long, mtu=1450", result.stdout + result.stderr), result.stdout + result.stderr
 
 
@@ -114,7 +114,7 @@ def test_rss_spreads_flows_over_the_nic_queues(deployment):
     # outer VXLAN source port, so its own hash at the multiqueue tap
     flows = "; ".join(f"echo flow{i} > /dev/udp/{deployment.container('s1').address}/{9000 + i}" for i in range(32))
     for _ in range(3):
-        assert deployment.host_run(["bash", "-c", flows]).returncode == 0
+        assert deployment.host_run(["bash", "-c", flows]).exit_code == 0
     after = per_queue()
     moved = [b - a for a, b in zip(before, after, strict=True)]
     assert all(m > 0 for m in moved), f"per-queue rx packets moved {moved}: RSS did not spread the flows"

@@ -17,7 +17,7 @@ import time
 import pytest
 
 from testbed.core.errors import GuestCommandError, GuestCommandTimeout, MachineError
-from testbed.vm.guest_agent import CommandResult, GuestAgent
+from testbed.vm.guest_agent import GuestAgent
 
 PID = 4242
 CLOSE = object()  # a responder returns this to make the fake hang up
@@ -238,6 +238,8 @@ def test_run_polls_exec_status_until_exited(connected):
     assert all(r["arguments"] == {"pid": PID} for r in server.requests if r["execute"] == "guest-exec-status")
     assert (result.exit_code, result.stdout, result.stderr) == (3, "hello\n", "oops\n")
     assert not result.ok
+    with pytest.raises(GuestCommandError, match="exited 3: oops"):  # a guest's failure is a GuestCommandError
+        result.check()
 
 
 def test_run_without_output_gives_empty_strings(connected):
@@ -316,26 +318,3 @@ def test_execute_skips_a_stale_non_object_json_line(connected):
     assert agent.execute("guest-exec", {"path": "/bin/true"}, timeout=1.0) == {"pid": PID}
 
 
-# --- CommandResult -------------------------------------------------------
-
-
-def test_check_raises_with_exit_code_and_last_stderr_lines():
-    result = CommandResult("ip link set dev eth9 up", 2, "", "one\ntwo\nthree\nCannot find device \"eth9\"\n", 0.1)
-    with pytest.raises(GuestCommandError) as info:
-        result.check()
-    message = str(info.value)
-    assert "`ip link set dev eth9 up` exited 2" in message
-    assert 'two | three | Cannot find device "eth9"' in message
-    assert "one" not in message
-
-
-def test_check_falls_back_to_stdout_then_to_no_output():
-    with pytest.raises(GuestCommandError, match="exited 1: from stdout"):
-        CommandResult("x", 1, "from stdout\n", "", 0.0).check()
-    with pytest.raises(GuestCommandError, match="exited 1: no output"):
-        CommandResult("x", 1, "", "  \n", 0.0).check()
-
-
-def test_check_returns_the_result_when_it_succeeded():
-    result = CommandResult("true", 0, "", "", 0.0)
-    assert result.check() is result

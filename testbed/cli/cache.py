@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import subprocess
 
 from rich.table import Table
 
+from ..core import cmd
 from ..core.cache import Removal, Store, cache_root, clean_directory, tree_size
 from ..core.progress import console
 from ..net import fabric
@@ -46,8 +46,7 @@ def clean_ccache() -> Removal:
     directory = cache_root() / "ccache"
     before = tree_size(directory) if directory.is_dir() else 0
     if before and shutil.which("ccache"):
-        subprocess.run(["ccache", "--clear"], env={**os.environ, "CCACHE_DIR": str(directory)},
-                       capture_output=True, check=False)
+        cmd.run(["ccache", "--clear"], env={**os.environ, "CCACHE_DIR": str(directory)}, timeout=600)
     return Removal("ccache", before - (tree_size(directory) if directory.is_dir() else 0))
 
 

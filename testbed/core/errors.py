@@ -33,11 +33,19 @@ class MachineError(TestbedError):
     """A QEMU process failed to start, or died, or would not answer."""
 
 
-class GuestCommandError(TestbedError):
+class CommandError(TestbedError):
+    """A command (on the host, in a netns, a guest or a container) failed, or could not be run."""
+
+
+class CommandTimeout(CommandError):
+    """A command did not finish by its deadline."""
+
+
+class GuestCommandError(CommandError):
     """A command run in the guest through the guest agent failed."""
 
 
-class GuestCommandTimeout(GuestCommandError):
+class GuestCommandTimeout(GuestCommandError, CommandTimeout):
     """A command run in the guest did not finish in time."""
 
 

@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..core import cmd
 from ..core.cache import Store, cache_root, tree_size
-from ..core.errors import ConfigError
+from ..core.cmd import CommandResult
+from ..core.errors import CommandError, ConfigError
 from ..net import fabric
 from ..vm import accel as accel_mod
 from ..vm import libvirt_machine
@@ -41,8 +42,12 @@ class Check:
         return self.status == "fail" and self.required
 
 
-def _run(argv: list[str]) -> subprocess.CompletedProcess:
-    return subprocess.run(argv, capture_output=True, text=True, check=False, timeout=30)
+def _run(argv: list[str]) -> CommandResult:
+    """A probe command: its result whatever it did (a missing or hung tool is a failed probe, not a crash)."""
+    try:
+        return cmd.run(argv, timeout=30)
+    except CommandError as exc:
+        return CommandResult(" ".join(argv), 127, "", str(exc), 0.0)
 
 
 def check_qemu() -> Check:
@@ -51,8 +56,8 @@ def check_qemu() -> Check:
     except ConfigError as exc:
         return Check("QEMU", "fail", str(exc), required=True)
     out = _run([binary, "--version"])
-    if out.returncode != 0:
-        return Check("QEMU", "fail", f"{binary} --version exited {out.returncode}", required=True)
+    if out.exit_code != 0:
+        return Check("QEMU", "fail", f"{binary} --version exited {out.exit_code}", required=True)
     return Check("QEMU", "ok", out.stdout.splitlines()[0].strip(), required=True)
 
 
@@ -95,12 +100,12 @@ def check_tun() -> Check:
 def check_netns() -> Check:
     name = f"ptdoctor-{os.getpid()}"  # not prism-*: that prefix is the runs' own
     made = _run(["ip", "netns", "add", name])
-    if made.returncode != 0:
+    if made.exit_code != 0:
         return Check("network namespaces", "fail",
                      f"`ip netns add` failed: {made.stderr.strip() or 'no output'} (needs root or CAP_SYS_ADMIN)",
                      required=True)
     gone = _run(["ip", "netns", "del", name])
-    if gone.returncode != 0:
+    if gone.exit_code != 0:
         return Check("network namespaces", "warn", f"created {name} but could not delete it: {gone.stderr.strip()}",
                      required=True)
     return Check("network namespaces", "ok", "created and deleted a test namespace", required=True)

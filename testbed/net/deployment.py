@@ -10,7 +10,6 @@ libvirt; everything else is the same.
 from __future__ import annotations
 
 import shutil
-import subprocess
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -18,6 +17,8 @@ from dataclasses import dataclass, field
 
 from ..build.image import GuestImage
 from ..build.kernel import Kernel
+from ..core import cmd
+from ..core.cmd import CommandResult
 from ..core.errors import FabricError
 from ..vm.accel import AccelChoice
 from ..vm.machine_common import MachineCommon
@@ -142,10 +143,9 @@ class Deployment:
         """The MAC address of a VM's first NIC (its eth0)."""
         return self.vm(vm).spec.nics[0].mac
 
-    def host_run(self, argv: Sequence[str], timeout: float = 30.0) -> subprocess.CompletedProcess:
+    def host_run(self, argv: Sequence[str], timeout: float = 30.0, check: bool = False) -> CommandResult:
         """Run a host-side tool inside the run's fabric namespace."""
-        return subprocess.run(["ip", "netns", "exec", self.fabric.netns, *argv], capture_output=True, text=True,
-                              timeout=timeout, check=False)
+        return cmd.run(argv, netns=self.fabric.netns, timeout=timeout, check=check)
 
     def host_overlay_address(self, overlay: str | None = None) -> str:
         name = overlay or self.topology.overlays[0].name

@@ -21,13 +21,13 @@ import re
 import secrets
 import shutil
 import signal
-import subprocess
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..core.errors import FabricError
+from ..core import cmd
+from ..core.errors import CommandError, FabricError
 from .topology import VXLAN_PORT, bridge_name, vxlan_name
 
 NETNS_PREFIX = "prism-"
@@ -37,6 +37,7 @@ HOST_TAP_PREFIX = "pt"  # taps made in the host's namespace: pt<run id><n>
 _HOST_TAP = re.compile(rf"^{HOST_TAP_PREFIX}([0-9a-f]{{8}})[0-9]+$")
 IFNAMSIZ = 15
 KEEP_MARKER = "keep"  # a run left up on purpose (--keep): the reaper spares it
+IP_TIMEOUT = 30.0  # seconds for one `ip`/`bridge` command: they return at once unless the host is stuck
 
 
 def new_run_id() -> str:
@@ -78,11 +79,17 @@ def claim_run_dir(run_id: str) -> Path:
 
 
 def ip(*args: str, netns: str | None = None) -> str:
-    argv = ["ip", *(["-n", netns] if netns else []), *args]
-    proc = subprocess.run(argv, capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        raise FabricError(f"`{' '.join(argv)}` failed: {proc.stderr.strip()}")
-    return proc.stdout
+    """`ip` (with -n netns); its output, or FabricError: the fabric could not be set up as asked."""
+    try:
+        return cmd.run(["ip", *(["-n", netns] if netns else []), *args], timeout=IP_TIMEOUT, check=True).stdout
+    except CommandError as exc:
+        raise FabricError(str(exc)) from None
+
+
+def _ip_quietly(*args: str) -> None:
+    """`ip` for cleanup: whatever is already gone stays gone; a hang still ends at the deadline."""
+    with contextlib.suppress(CommandError):
+        cmd.run(["ip", *args], timeout=IP_TIMEOUT)
 
 
 def _process_start(pid: int) -> str | None:
@@ -218,10 +225,10 @@ class Fabric:
     def destroy(self) -> None:
         """Delete the namespace and with it every tap, veth and bridge in it, and the host taps."""
         for name in list(self.host_taps):
-            subprocess.run(["ip", "link", "del", name], capture_output=True, check=False)
+            _ip_quietly("link", "del", name)
             self.host_taps.remove(name)
         if self._created:
-            subprocess.run(["ip", "netns", "del", self.netns], capture_output=True, check=False)
+            _ip_quietly("netns", "del", self.netns)
             self._created = False
             self.taps.clear()
         with contextlib.suppress(OSError):
@@ -231,10 +238,10 @@ class Fabric:
 
 
 def _bridge(*args: str, netns: str) -> None:
-    argv = ["ip", "netns", "exec", netns, "bridge", *args]
-    proc = subprocess.run(argv, capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        raise FabricError(f"`bridge {' '.join(args)}` in {netns} failed: {proc.stderr.strip()}")
+    try:
+        cmd.run(["bridge", *args], netns=netns, timeout=IP_TIMEOUT, check=True)
+    except CommandError as exc:
+        raise FabricError(str(exc)) from None
 
 
 # --- the reaper ------------------------------------------------------------------------
@@ -249,14 +256,13 @@ def _owner_alive(run_id: str) -> bool:
 
 
 def _netns_names() -> list[str]:
-    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False).stdout
+    out = cmd.run(["ip", "netns", "list"], timeout=IP_TIMEOUT).stdout
     return [line.split()[0] for line in out.splitlines() if line.strip()]
 
 
 def _host_taps() -> dict[str, str]:
     """Testbed taps in the host's own namespace: name -> run id."""
-    out = subprocess.run(["ip", "-o", "link", "show", "type", "tun"], capture_output=True, text=True,
-                         check=False).stdout
+    out = cmd.run(["ip", "-o", "link", "show", "type", "tun"], timeout=IP_TIMEOUT).stdout
     names = [line.split(": ", 2)[1].split("@")[0] for line in out.splitlines() if ": " in line]
     return {name: m.group(1) for name in names if (m := _HOST_TAP.fullmatch(name))}
 
@@ -330,10 +336,10 @@ def reap_stale() -> list[str]:
         while pids and time.monotonic() < deadline and any(Path(f"/proc/{p}").exists() for p in pids):
             time.sleep(0.05)
         if f"{NETNS_PREFIX}{run_id}" in _netns_names():
-            subprocess.run(["ip", "netns", "del", f"{NETNS_PREFIX}{run_id}"], capture_output=True, check=False)
+            _ip_quietly("netns", "del", f"{NETNS_PREFIX}{run_id}")
         taps = sorted(name for name, owner in host_taps.items() if owner == run_id)
         for name in taps:
-            subprocess.run(["ip", "link", "del", name], capture_output=True, check=False)
+            _ip_quietly("link", "del", name)
         shutil.rmtree(runtime_dir(run_id), ignore_errors=True)
         reaped.append(f"run {run_id}: {len(pids)} QEMU processes, netns {NETNS_PREFIX}{run_id}"
                       + (f", host taps {' '.join(taps)}" if taps else ""))

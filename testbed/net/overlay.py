@@ -14,12 +14,15 @@ running it is the deployment's job.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import ipaddress
 import json
 import shlex
+from collections.abc import Iterator
 from dataclasses import dataclass
 
-from ..vm.guest_agent import CommandResult
+from ..core.cmd import CommandResult
 from ..vm.machine_common import MachineCommon
 from .topology import VXLAN_PORT, Container, Topology, Vm, bridge_name, docker_mac, vxlan_name
 
@@ -177,7 +180,7 @@ class ContainerHandle:
         """Run command (a shell line) inside the container's namespaces."""
         argv = ["crun", "exec", self.name, "/bin/sh", "-c", command]
         result = self.machine.run(argv, timeout=timeout)
-        result = CommandResult(command, result.exit_code, result.stdout, result.stderr, result.seconds)
+        result = dataclasses.replace(result, command=command)
         return result.check() if check else result
 
     def spawn(self, command: str, log: str | None = None) -> None:
@@ -191,6 +194,15 @@ class ContainerHandle:
         inner = f"exec {command} </dev/null >{log} 2>&1"
         self.machine.run(f"crun exec --detach {self.name} /bin/sh -c {shlex.quote(inner)} </dev/null >/dev/null 2>&1",
                          check=True)
+
+    @contextlib.contextmanager
+    def running(self, command: str, stop: str, log: str | None = None) -> Iterator[None]:
+        """command (a shell line) running in the container for the length of a with block; stop ends it."""
+        self.spawn(command, log)
+        try:
+            yield
+        finally:
+            self.exec(stop, timeout=30)
 
     def pid(self) -> int:
         """The PID (in the guest) of the container's first process."""

@@ -10,6 +10,7 @@ reports.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Callable
@@ -206,18 +207,15 @@ def run_mix(deployment: Deployment, mix: Mix, grace: float = 2.0) -> MixRun:
     load_before = os.getloadavg()[0]
     bulk_seconds = mix.settle + mix.probe_seconds + grace
     floods = [HostFlood(deployment, spec) for spec in mix.floods]
-    entered: list[HostFlood] = []
-    hogs_started: list = []
 
-    def start_load() -> None:
+    def start_load(load: contextlib.ExitStack) -> None:
         """Bulk starts once every probe path answered (warm-up), then settles; the measured window opens."""
         _start_iperf3(deployment, mix, bulk_seconds + 1)
         for hog in mix.hogs:
-            deployment.container(hog.container).spawn(hog.start_command(), log=f"/tmp/hog-{hog.name}.log")
-            hogs_started.append(hog)
+            load.enter_context(deployment.container(hog.container).running(
+                hog.start_command(), stop=hog.stop_command(), log=f"/tmp/hog-{hog.name}.log"))
         for flood in floods:
-            flood.__enter__()
-            entered.append(flood)
+            load.enter_context(flood)
         time.sleep(mix.settle)
         watch.mark_window()
         window_open.append(True)
@@ -226,15 +224,10 @@ def run_mix(deployment: Deployment, mix: Mix, grace: float = 2.0) -> MixRun:
     vms = receivers(deployment, mix)
     taps = [deployment.vm(vm).spec.nics[0].tap for vm in vms]
     with StageWatch(deployment, vms) as watch, HostDropWatch(deployment.fabric.netns, taps) as host_drops:
-        try:
-            probe_run = HostProber(deployment, mix.probes, grace=grace).run(before_schedule=start_load)
+        with contextlib.ExitStack() as load:  # floods, then hogs, stop as soon as the probes are done
+            probe_run = HostProber(deployment, mix.probes, grace=grace).run(before_schedule=lambda: start_load(load))
             if window_open:
                 watch.mark_window()
-        finally:
-            for flood in reversed(entered):
-                flood.__exit__(None, None, None)
-            for hog in hogs_started:
-                deployment.container(hog.container).exec(hog.stop_command())
         iperf = _collect_iperf3(deployment, mix, time.monotonic() + bulk_seconds + 15)
     run = MixRun(mix, probe_run, [f.report for f in floods], iperf, watch.result,
                  time.monotonic() - start, (load_before, os.getloadavg()[0]),

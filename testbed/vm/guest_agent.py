@@ -21,31 +21,10 @@ import shlex
 import socket
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
+from ..core.cmd import CommandResult
 from ..core.errors import GuestCommandError, GuestCommandTimeout, MachineError
-
-
-@dataclass(frozen=True)
-class CommandResult:
-    """What a guest command did."""
-
-    command: str
-    exit_code: int
-    stdout: str
-    stderr: str
-    seconds: float
-
-    @property
-    def ok(self) -> bool:
-        return self.exit_code == 0
-
-    def check(self) -> CommandResult:
-        if self.exit_code != 0:
-            detail = (self.stderr.strip() or self.stdout.strip()).splitlines()[-3:]
-            raise GuestCommandError(f"`{self.command}` exited {self.exit_code}: {' | '.join(detail) or 'no output'}")
-        return self
 
 
 class AgentCommands(abc.ABC):
@@ -86,7 +65,8 @@ class AgentCommands(abc.ABC):
         code = status.get("exitcode", 128 + status.get("signal", 0))
         if code == 137 and seconds >= timeout:
             raise GuestCommandTimeout(f"{self.name}: `{shown}` did not finish in {timeout:g}s and was killed")
-        return CommandResult(shown, code, _b64(status.get("out-data")), _b64(status.get("err-data")), seconds)
+        return CommandResult(shown, code, _b64(status.get("out-data")), _b64(status.get("err-data")), seconds,
+                             GuestCommandError)
 
 
 class GuestAgent(AgentCommands):

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol, Self
 
+from ..core.cmd import CommandResult
 from ..core.errors import MachineError
-from .guest_agent import CommandResult
 from .splat import ConsoleWatcher
 
 
