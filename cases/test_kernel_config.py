@@ -79,6 +79,6 @@ def test_the_series_compiles_without_rps(source_tree, tmp_path, prism):
     assert final.get("CONFIG_RPS", "n") == "n" and final.get("CONFIG_SMP", "n") == "n"
     assert final.get("CONFIG_PRISM", "n") == ("y" if prism else "n")
     objects = SERIES_OBJECTS if prism else SERIES_OBJECTS[:1]
-    done = subprocess.run([*kernel_mod._make(tree, build, *objects), f"-j{os.cpu_count() or 1}"],
-                          env=kernel_mod._compiler_env(), capture_output=True, text=True, timeout=1200, check=False)
+    done = subprocess.run([*kernel_mod.make_argv(tree, build, *objects), f"-j{os.cpu_count() or 1}"],
+                          env=kernel_mod.compiler_env(), capture_output=True, text=True, timeout=1200, check=False)
     assert done.returncode == 0, f"{' '.join(objects)} did not compile:\n{done.stderr[-3000:]}"

@@ -10,7 +10,7 @@ first build's objects come from the ccache entries vanilla's build left
 option would change autoconf.h and make every object a preprocessed
 lookup: the case took 372 s that way. From an empty ccache the first build
 is a full compile. The trees are put under the cache root because ccache's
-CCACHE_BASEDIR is the cache root (testbed.build.kernel._compiler_env): there every
+CCACHE_BASEDIR is the cache root (testbed.build.kernel.compiler_env): there every
 path is hashed relative to the tree, whatever the temporary directory is
 called.
 """

@@ -60,7 +60,7 @@ def jobs() -> int:
     return (os.cpu_count() or 1) + 1
 
 
-def _make(tree: Path, build: Path | None, *targets: str) -> list[str]:
+def make_argv(tree: Path, build: Path | None, *targets: str) -> list[str]:
     argv = ["make", "-C", str(tree)]
     if build is not None:
         argv.append(f"O={build}")
@@ -69,7 +69,7 @@ def _make(tree: Path, build: Path | None, *targets: str) -> list[str]:
     return [*argv, *targets]
 
 
-def _compiler_env() -> dict[str, str]:
+def compiler_env() -> dict[str, str]:
     """ccache settings that let two variants share every unchanged object.
 
     Trees and build directories live at different paths per build, so paths
@@ -92,12 +92,12 @@ def configure(step: Step, tree: Path, build: Path | None, base: str | None,
     config = (build or tree) / ".config"
     requested = [(origin, kconfig.parse_config_file(path)) for origin, path in fragments]  # malformed: stop now
     with step.phase("configure"):
-        env = _compiler_env()
+        env = compiler_env()
         if base is not None:
-            step.run(_make(tree, build, base), log, env=env)
+            step.run(make_argv(tree, build, base), log, env=env)
         step.run([str(tree / "scripts/kconfig/merge_config.sh"), "-m", "-O", str(build or tree), str(config),
                   *[str(p) for _, p in fragments]], log, cwd=tree, env=env)
-        step.run(_make(tree, build, "olddefconfig"), log, env=env)
+        step.run(make_argv(tree, build, "olddefconfig"), log, env=env)
     final = kconfig.parse_config_file(config)
     problems = kconfig.verify(requested, final)
     if problems:
@@ -114,9 +114,9 @@ def compile_kernel(step: Step, tree: Path, build: Path | None, log: Path,
     # with the same options share one autoconf.h and every ccache entry.
     extra = [f"LOCALVERSION={localversion}"] if localversion else []
     with step.phase("compile"):
-        step.run([*_make(tree, build, f"-j{jobs()}", *extra, "bzImage")], log, env=_compiler_env())
+        step.run([*make_argv(tree, build, f"-j{jobs()}", *extra, "bzImage")], log, env=compiler_env())
     out = build or tree
-    release = subprocess.run(_make(tree, build, "-s", *extra, "kernelrelease"), capture_output=True, text=True,
+    release = subprocess.run(make_argv(tree, build, "-s", *extra, "kernelrelease"), capture_output=True, text=True,
                              check=True).stdout.strip()
     return out / "arch/x86/boot/bzImage", release
 

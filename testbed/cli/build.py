@@ -11,6 +11,8 @@ from pathlib import Path
 
 from ..build.image import build_image, load_spec
 from ..build.kernel import obtain
+from ..build.kernel_spec import load_catalog
+from ..build.series_check import check_series
 from ..core.errors import TestbedError
 from ..core.progress import console
 from ..net.fabric import Fabric, new_run_id, runtime_dir
@@ -25,6 +27,23 @@ def cmd_kernel_build(args: argparse.Namespace) -> int:
         kernel = obtain(selector, args.kernel_src, args.source)
         console.print(f"kernel {kernel.describe()}")
     return 0
+
+
+def cmd_kernel_check_series(args: argparse.Namespace) -> int:
+    """Apply, build and checkpatch each patch of a variant's series in turn; 1 if any fails."""
+    catalog = load_catalog()
+    checks, log = check_series(catalog.variant(args.variant), catalog.source(args.source))
+    for check in checks:
+        status = "[green]ok[/]" if check.ok else "[red]FAIL[/]"
+        console.print(f"{status} {check.patch}", highlight=False)
+        for finding in check.checkpatch:
+            console.print(f"     checkpatch: {finding}", markup=False, highlight=False)
+        for config, error in check.broken:
+            console.print(f"     does not build ({config}): {error}", markup=False, highlight=False)
+    failed = [c.patch for c in checks if not c.ok]
+    console.print(f"{len(checks) - len(failed)} of {len(checks)} patches apply, build (the variant's config and a "
+                  f"uniprocessor one) and pass checkpatch; build log {log}", highlight=False)
+    return 1 if failed else 0
 
 
 def cmd_image_build(args: argparse.Namespace) -> int:
@@ -81,6 +100,10 @@ def add_parsers(sub) -> None:
     build.add_argument("--kernel-src", type=Path, help="build this local tree in place instead")
     build.add_argument("--source", help="source name from kernel-config/kernel.toml")
     build.set_defaults(func=cmd_kernel_build)
+    series = kernel.add_parser("check-series", help="apply, build and checkpatch each patch of a series in turn")
+    series.add_argument("variant", nargs="?", default="prism", help="variant whose series to check (default: prism)")
+    series.add_argument("--source", help="source name from kernel-config/kernel.toml")
+    series.set_defaults(func=cmd_kernel_check_series)
 
     image = sub.add_parser("image", help="guest images").add_subparsers(dest="action", required=True)
     ibuild = image.add_parser("build", help="build (or find in the cache) the guest image")
