@@ -14,6 +14,7 @@ import traceback
 
 from rich.markup import escape
 
+from ..core import paths
 from ..core.errors import TestbedError
 from ..core.progress import console
 from . import build, cache, doctor, results, up
@@ -33,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "guest_command", None) and args.guest_command[:1] == ["--"]:
         args.guest_command = args.guest_command[1:]
     try:
+        paths.check_data_root()
         return args.func(args)
     except TestbedError as exc:
         if args.verbose:

@@ -24,7 +24,7 @@ from ..build.image import build_image, load_spec
 from ..build.kernel import Kernel, obtain
 from ..core.errors import ConfigError, TestbedError
 from ..net import topology as topology_mod
-from ..net.backend import BACKENDS, Backend
+from ..net.backend import Backend
 from ..net.deployment import Deployment
 from ..net.fabric import KEEP_MARKER, Fabric, new_run_id, runtime_dir
 from ..vm import accel as accel_mod
@@ -32,42 +32,12 @@ from ..vm.libvirt_machine import DEFAULT_URI
 from ..vm.machine import Machine
 from ..vm.qemu_cmd import MachineSpec, NicSpec, kernel_args
 from ..vm.splat import Splat
-
-MACHINE_MARK_KEYS = {"vcpus", "memory", "queues", "speed", "append", "boot_timeout"}
-
-
-def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("prism-testbed")
-    group.addoption("--kernel", action="append", default=None, metavar="prism|vanilla|PATH",
-                    help="kernel under test: a variant from kernel-config/ or a bzImage path; "
-                         "repeat to run every case on each (default: prism)")
-    group.addoption("--debug-kernel", action="append", default=[], metavar="prism-debug|PATH",
-                    help="also run the cases marked debug_kernel (the PRISM paths, KUnit, boot) on this "
-                         "kernel, e.g. the lockdep variant; repeatable")
-    group.addoption("--kernel-src", type=Path, default=None, metavar="PATH",
-                    help="build this local kernel tree in place (incrementally) and test it")
-    group.addoption("--kernel-source", default=None, metavar="NAME",
-                    help="which source from kernel-config/kernel.toml to build variants from")
-    group.addoption("--accel", default="auto", choices=("auto", "kvm", "tcg"),
-                    help="accelerator: auto probes KVM by booting the kernel, falls back to TCG")
-    group.addoption("--keep", action="store_true",
-                    help="leave VMs of failed tests running and print how to reach them")
-    group.addoption("--backend", default="qemu", choices=BACKENDS,
-                    help="who starts the VMs: qemu (directly, default) or libvirt")
-    group.addoption("--libvirt-uri", default=DEFAULT_URI, metavar="URI",
-                    help=f"libvirtd for --backend libvirt, e.g. qemu+ssh://root@host/system (default: {DEFAULT_URI})")
-    group.addoption("--results", type=Path, default=Path("results"), metavar="DIR",
-                    help="where run records and console logs go (default: ./results)")
+from .pytest_options import MACHINE_MARK_KEYS, configure
+from .pytest_options import pytest_addoption as pytest_addoption  # a hook: pytest finds it here
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "machine(vcpus=2, memory=512, queues=2, speed=100000, append=(), "
-                                       "boot_timeout=90): what the `machine` fixture boots; append: extra "
-                                       "kernel arguments, a string (split like a shell) or a list")
-    config.addinivalue_line("markers", "debug_kernel: cases that also run on every --debug-kernel (a lock or "
-                                       "context bug is a splat there, which fails the case)")
-    config.addinivalue_line("markers", "kvm_only: checks that need the run to be under KVM; "
-                                       "skipped unless --accel kvm")
+    configure(config)
     config.stash[_STATE] = _State(config)
 
 
