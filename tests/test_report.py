@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from testbed.analysis import report
+from testbed.analysis.records import ProbeRow
 from testbed.analysis.verdict import ProbeRecord
 from testbed.build.kernel import Kernel
 from testbed.core.errors import ConfigError
@@ -51,7 +52,9 @@ def test_a_record_keeps_every_probe_and_the_run_context(records):
     assert r["accel"] == {"accel": "tcg", "vhost": False, "reason": "test"}
     assert r["topology"]["name"] == "two-vm" and r["mix"]["loaded"] is True
     flow = r["flows"]["priority"]
-    assert len(flow["probes"]) == 300 and flow["probes"][0][2] is None and flow["integrity"]["lost"] == 3
+    rows = [ProbeRow.from_list(p) for p in flow["probes"]]
+    assert len(rows) == 300 and rows[0].rtt_ns is None and flow["integrity"]["lost"] == 3
+    assert sum(r.intact_rtt_ns is not None for r in rows) == 297
     assert flow["summary"]["count"] == 297 and flow["class"] == "priority"
     json.dumps(r)  # plain data all the way down
 
@@ -155,3 +158,13 @@ def test_a_damaged_record_with_an_odd_key_is_still_one_line(records, tmp_path):
     with pytest.raises(ConfigError, match=r"flows\.'\\n' is a null, not a dict") as info:
         report.load_records([path])
     assert "\n" not in str(info.value)
+
+
+def test_a_probe_row_reads_back_what_was_written():
+    arrived = ProbeRecord("p", 7, 1_000, 5_000, True, True, 1, guest_rx_ns=2_000)
+    row = ProbeRow.of(arrived, [1_000, 1_500, 1_600])
+    back = ProbeRow.from_list(json.loads(json.dumps(list(row))))
+    assert back == ProbeRow(7, 1_000, 4_000, True, True, 1, [1_000, 1_500, 1_600]) and back.intact_rtt_ns == 4_000
+    lost = ProbeRow.of(ProbeRecord("p", 8, 2_000, None, False, False), [])
+    damaged = ProbeRow.of(ProbeRecord("p", 9, 3_000, 9_000, True, False), [])
+    assert lost.rtt_ns is None and lost.intact_rtt_ns is None and damaged.intact_rtt_ns is None

@@ -9,7 +9,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,37 @@ class ProbeRecord:
     @property
     def corrupted(self) -> bool:
         return self.received_ns is not None and not (self.length_ok and self.crc_ok)
+
+
+class ProbeRow(NamedTuple):
+    """One probe as a run record stores it: a JSON list, read and written only through this.
+
+    rtt_ns is None for a lost probe; stamps are the guest's [kernel rx,
+    reflector read, reply sent] minus sent_ns ([] when the reply carried
+    none: testbed.analysis.breakdown.probe_stamps).
+    """
+
+    seq: int
+    sent_ns: int
+    rtt_ns: int | None
+    length_ok: bool
+    crc_ok: bool
+    duplicates: int = 0
+    stamps: Sequence[int] = ()
+
+    @classmethod
+    def of(cls, record: ProbeRecord, stamps: Sequence[int]) -> ProbeRow:
+        rtt = None if record.received_ns is None else record.received_ns - record.sent_ns
+        return cls(record.seq, record.sent_ns, rtt, record.length_ok, record.crc_ok, record.duplicate_count, stamps)
+
+    @classmethod
+    def from_list(cls, row: list) -> ProbeRow:
+        return cls(*row)
+
+    @property
+    def intact_rtt_ns(self) -> int | None:
+        """The RTT of a probe that came back undamaged; None otherwise."""
+        return self.rtt_ns if self.rtt_ns is not None and self.length_ok and self.crc_ok else None
 
 
 class JsonData:

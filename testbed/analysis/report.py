@@ -24,6 +24,7 @@ from ..core.cache import atomic_write_text
 from ..core.errors import ConfigError
 from . import breakdown, record_schema, regime_report
 from .latency import FlowSamples, compare, percentile, summarize
+from .records import ProbeRow
 
 SCHEMA = "prism-testbed/run/1"
 BASELINE = "vanilla"
@@ -56,10 +57,7 @@ def run_record(run, *, kernel, accel, topology, case: str = "", label: str | Non
             "send_lateness_us": {"p50": _lateness_us(lateness, 50), "p99": _lateness_us(lateness, 99),
                                  "max": (lateness[-1] if lateness else 0) / 1000},
             "breakdown": breakdown.record_fields(records),
-            # seq, sent_ns, rtt_ns (null: lost), length_ok, crc_ok, extra copies, guest stamps - sent_ns
-            # ([] or [kernel rx, reflector read, reply sent]: testbed.analysis.breakdown.probe_stamps)
-            "probes": [[r.seq, r.sent_ns, None if r.received_ns is None else r.received_ns - r.sent_ns,
-                        r.length_ok, r.crc_ok, r.duplicate_count, breakdown.probe_stamps(r)] for r in records],
+            "probes": [list(ProbeRow.of(r, breakdown.probe_stamps(r))) for r in records],  # rows: ProbeRow
         }
     return {
         "schema": SCHEMA,
@@ -159,9 +157,9 @@ def _read_record(f: Path, *, explicit: bool) -> tuple[str | None, dict | None]:
 
 def samples_of(record: dict, flow: str) -> FlowSamples:
     """RTTs (microseconds) of a flow's intact probes, from the record's raw probes."""
-    probes = record["flows"][flow]["probes"]
+    rows = [ProbeRow.from_list(p) for p in record["flows"][flow]["probes"]]
     return FlowSamples(f"{_label(record)}/{record['mix']['name']}/{flow}",
-                       tuple(p[2] / 1000 for p in probes if p[2] is not None and p[3] and p[4]), sent=len(probes))
+                       tuple(r.intact_rtt_ns / 1000 for r in rows if r.intact_rtt_ns is not None), sent=len(rows))
 
 
 def _label(record: dict) -> str:
