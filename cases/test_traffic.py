@@ -12,9 +12,12 @@ later "PRISM helps" mean nothing.
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from testbed import SLOWER, assert_intact, compare
+from testbed.traffic.flows import CpuHogSpec
 
 pytestmark = pytest.mark.vm
 
@@ -66,3 +69,19 @@ def test_priority_integrity_under_load(flood, kernel):
     integrity = assert_intact(loaded.results(), flow="priority", tolerate=("lost", "reordered"))
     # enough of them came back for a p99 to mean something
     assert integrity.received >= 100, integrity.table()
+
+
+def test_a_cpu_hog_runs_with_the_load_and_stops_with_it(traffic):
+    """A mix's CPU hog keeps its CPU busy while the probes run, and no busy loop outlives the run.
+
+    Unloaded, the server's CPUs are 10-15 % busy; the hog takes its CPU
+    from the moment crun has started it, a little into the window (80 %
+    measured), so busy past half of the window is the hog.
+    """
+    mix = traffic.mix(MIX).without_bulk()
+    hog = CpuHogSpec("busy", container="s1", cpus=(1,))
+    run = traffic.run(dataclasses.replace(mix, name=f"{mix.name}-hog", hogs=(hog,)))
+    busy = run.stages["server"].busy_share
+    assert busy.get(1, 0) > 0.5, f"the hog did not keep the server's CPU 1 busy: {busy}"
+    left = traffic.deployment.vm("server").run("pgrep -f 'while :; do :; don[e]'")  # [e]: not this shell
+    assert left.exit_code == 1, f"the hog outlived its run: pids {left.stdout.split()}"
