@@ -128,7 +128,7 @@ json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.text(m
 @pytest.fixture(scope="module")
 def a_record():
     from tests.test_report import record
-    return json.loads(json.dumps(record("prism", mix_mod.load("overlay-flood"), 200.0, 1)))
+    return json.loads(json.dumps(record("prism", mix_mod.load("overlay-flood"), 200.0, 1).to_dict()))
 
 
 @FUZZ

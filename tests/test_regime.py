@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from testbed.analysis.regime import HEADROOM_DROP_SHARE, STANDING_SHARE, Regime, WindowBacklog, judge, level_for
+from testbed.analysis.run_record import RunRecord
 from testbed.traffic.stagewatch import VmStages
 
 
@@ -66,14 +67,14 @@ def test_regime_to_dict_carries_the_thresholds():
     assert Regime.not_required("no flood").to_dict()["required"] is False
 
 
-def _record(label: str, loaded: bool, p99_us: float, valid: bool | None, round_no: int = 1) -> dict:
+def _record(label: str, loaded: bool, p99_us: float, valid: bool | None, round_no: int = 1) -> RunRecord:
     regime = None if valid is None else {"required": True, "valid": valid, "standing": valid, "why": "x",
                                          "target_cpus": [1], "occupancy": 0.9 if valid else 0.1,
                                          "backlog_mean": 500, "backlog_drops": 10}
     flow = {"class": "priority", "integrity": {"lost": 1, "sent": 10}, "summary": {"p99": p99_us}}
     bulk = {"class": "bulk", "integrity": {"lost": 0, "sent": 10}, "summary": {"p99": 4 * p99_us}}
-    return {"label": label, "round": round_no, "mix": {"name": "m" if loaded else "m-unloaded", "loaded": loaded},
-            "regime": regime, "floods": [{"achieved_pps": 1000.0}], "flows": {"priority": flow, "bulk": bulk}}
+    return RunRecord(label=label, round=round_no, mix={"name": "m" if loaded else "m-unloaded", "loaded": loaded},
+                     regime=regime, floods=[{"achieved_pps": 1000.0}], flows={"priority": flow, "bulk": bulk})
 
 
 def test_the_report_shows_each_runs_regime_and_counts_only_valid_rounds():
@@ -100,5 +101,5 @@ def test_the_calibration_table_says_which_steps_held():
 def test_round_rows_say_how_many_of_the_lost_probes_the_host_dropped():
     from testbed.analysis import regime_report
     record = _record("prism-sync", True, 9000, True)
-    record["flows"]["priority"]["lost_at_host"] = 1
+    record.flows["priority"]["lost_at_host"] = 1
     assert regime_report.round_rows([record])[1][5] == "1/10 (1 on the host)"

@@ -10,6 +10,7 @@ import pytest
 
 from testbed.analysis import report
 from testbed.analysis.records import ProbeRow
+from testbed.analysis.run_record import RunRecord
 from testbed.analysis.verdict import ProbeRecord
 from testbed.build.kernel import Kernel
 from testbed.core.errors import ConfigError
@@ -34,29 +35,31 @@ def fake_run(mix: mix_mod.Mix, scale_us: float, seed: int, lose: int = 0) -> Mix
     return MixRun(mix, ProbeRun(records, {p.name: [1000] * 300 for p in mix.probes}), seconds=9.5, host_load=(1.0, 1.5))
 
 
-def record(variant: str, mix: mix_mod.Mix, scale_us: float, seed: int, lose: int = 0) -> dict:
+def record(variant: str, mix: mix_mod.Mix, scale_us: float, seed: int, lose: int = 0) -> RunRecord:
     kernel = Kernel(Path(f"/k/{variant}"), f"6.1.192-{variant}", variant, {"config_sha256": "x"})
     return report.run_record(fake_run(mix, scale_us, seed, lose), kernel=kernel,
                              accel=AccelChoice("tcg", False, "test"), topology=TOPOLOGY, case="cases/x.py::t")
 
 
 @pytest.fixture
-def records() -> list[dict]:
+def records() -> list[RunRecord]:
     return [record("vanilla", MIX.without_bulk(), 500, 1), record("vanilla", MIX, 50_000, 2, lose=3),
             record("prism", MIX.without_bulk(), 500, 3), record("prism", MIX, 700, 4)]
 
 
 def test_a_record_keeps_every_probe_and_the_run_context(records):
     r = records[1]
-    assert r["schema"] == report.SCHEMA and r["kernel"]["release"] == "6.1.192-vanilla"
-    assert r["accel"] == {"accel": "tcg", "vhost": False, "reason": "test"}
-    assert r["topology"]["name"] == "two-vm" and r["mix"]["loaded"] is True
-    flow = r["flows"]["priority"]
+    assert r.schema == report.SCHEMA and r.kernel["release"] == "6.1.192-vanilla"
+    assert r.accel == {"accel": "tcg", "vhost": False, "reason": "test"}
+    assert r.topology["name"] == "two-vm" and r.mix["loaded"] is True
+    flow = r.flows["priority"]
     rows = [ProbeRow.from_list(p) for p in flow["probes"]]
     assert len(rows) == 300 and rows[0].rtt_ns is None and flow["integrity"]["lost"] == 3
     assert sum(r.intact_rtt_ns is not None for r in rows) == 297
     assert flow["summary"]["count"] == 297 and flow["class"] == "priority"
-    json.dumps(r)  # plain data all the way down
+    data = json.loads(json.dumps(r.to_dict()))  # plain data all the way down
+    assert next(iter(data)) == "schema" and "path" not in data
+    assert RunRecord.from_dict(data).to_dict() == data
 
 
 def test_rows_and_comparisons(records):
@@ -82,6 +85,9 @@ def test_records_round_trip_through_a_directory(records, tmp_path):
     (tmp_path / "a" / "session.json").write_text("{}")  # other JSON beside them is skipped
     loaded = report.load_records([tmp_path / "a"])
     assert len(loaded) == 4 and not list(tmp_path.rglob("*.tmp"))
+    as_json = [json.loads(json.dumps(r.to_dict())) for r in (records[0], records[2], records[1], records[3])]
+    assert [r.to_dict() for r in sorted(loaded, key=lambda x: x.path)] == as_json
+    assert all(r.path and r.path.endswith(".json") for r in loaded)
     assert report.samples_of(loaded[0], "priority").count > 0
 
 
@@ -122,7 +128,7 @@ def test_a_truncated_record_is_an_error_naming_it(records, tmp_path):
     (lambda r: r.update(floods={}), "floods is a dict, not a list"),
 ])
 def test_a_record_missing_what_the_tables_read_is_an_error(records, tmp_path, damage, says):
-    data = json.loads(json.dumps(records[0]))
+    data = json.loads(json.dumps(records[0].to_dict()))
     damage(data)
     path = tmp_path / "r.json"
     path.write_text(json.dumps(data))
@@ -151,7 +157,7 @@ def test_report_plot_path_is_checked_before_anything_is_written(records, tmp_pat
 
 
 def test_a_damaged_record_with_an_odd_key_is_still_one_line(records, tmp_path):
-    data = json.loads(json.dumps(records[0]))
+    data = json.loads(json.dumps(records[0].to_dict()))
     data["flows"]["\n"] = None  # found by the fuzz test: the key went into the message as is
     path = tmp_path / "r.json"
     path.write_text(json.dumps(data))

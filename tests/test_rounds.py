@@ -7,6 +7,7 @@ calls), so a wrong degrees-of-freedom or standard error shows.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import statistics
@@ -27,6 +28,7 @@ from testbed.analysis.rounds import (
     verdicts_from_records,
     write_verdict_json,
 )
+from testbed.analysis.run_record import RunRecord
 from testbed.analysis.verdict import FASTER, SLOWER
 from testbed.core.errors import VerdictError
 
@@ -184,7 +186,7 @@ def test_min_max_disjoint_is_lkp_style():
 
 
 def run(label: str, rnd: int | None, *, loaded: bool = True, valid: bool | None = True, why: str = "",
-        priority: float | None = 1000.0, bulk: float | None = 5000.0, mix: str = "overlay-flood") -> dict:
+        priority: float | None = 1000.0, bulk: float | None = 5000.0, mix: str = "overlay-flood") -> RunRecord:
     """A run record as the experiment writes it, with only the fields verdicts read."""
     def flow(cls: str, p99: float | None) -> dict:
         summary = None if p99 is None else {"p50": p99 / 2, "p90": p99 * 0.8, "p99": p99, "p999": p99 * 1.2}
@@ -195,10 +197,10 @@ def run(label: str, rnd: int | None, *, loaded: bool = True, valid: bool | None 
         r["round"] = rnd
     if valid is not None:
         r["regime"] = {"valid": valid, "why": why}
-    return r
+    return RunRecord.from_dict(r)
 
 
-def experiment() -> list[dict]:
+def experiment() -> list[RunRecord]:
     """prism-sync first on purpose (baseline must still come first); one invalid round, one lost flow."""
     recs = []
     for rnd, (sync, van, off) in enumerate([(200.0, 1000.0, 900.0), (210.0, 1100.0, 1000.0),
@@ -257,8 +259,8 @@ def test_loaded_runs_without_regime_do_not_count_and_old_records_are_round_one()
 
 
 def test_a_retried_round_counts_its_valid_try_once_and_lists_the_failed_one():
-    recs = [run("vanilla", 1), {**run("vanilla", 2, valid=False, why="no standing queue", priority=1.0), "attempt": 1},
-            {**run("vanilla", 2, priority=1200.0), "attempt": 2}]
+    failed = dataclasses.replace(run("vanilla", 2, valid=False, why="no standing queue", priority=1.0), attempt=1)
+    recs = [run("vanilla", 1), failed, dataclasses.replace(run("vanilla", 2, priority=1200.0), attempt=2)]
     pb = verdicts_from_records(recs)[0]
     assert pb.a_values == (1000.0, 1200.0) and pb.valid_rounds == (2, 2)
     assert [(e["round"], e["attempt"], e["why"]) for e in excluded_runs(recs)] == [(2, 1, "no standing queue")]
@@ -280,7 +282,7 @@ def test_records_that_cannot_be_judged_raise():
     with pytest.raises(VerdictError, match="round 0"):
         verdicts_from_records([run("vanilla", 0)])
     with pytest.raises(VerdictError, match="regime"):
-        verdicts_from_records([{**run("vanilla", 1), "regime": "valid"}])
+        verdicts_from_records([dataclasses.replace(run("vanilla", 1), regime="valid")])
     with pytest.raises(VerdictError, match="condition 'prism-sync'"):
         verdicts_from_records([run("vanilla", 1), run("prism-sync", 1, priority=0.0)])
 
@@ -346,8 +348,8 @@ def test_verdict_json_round_trips(tmp_path):
 
 def test_a_run_whose_prober_dropped_replies_does_not_count():
     """Its losses would be the host's, counted as the guest's; loaded or not."""
-    dropped = {**run("vanilla", 2, priority=5.0), "prober": {"foreign": 0, "receive_drops": 17}}
-    recs = [run("vanilla", 1), dropped, run("vanilla", 3), {**run("vanilla", 4), "prober": {"receive_drops": 0}}]
+    dropped = dataclasses.replace(run("vanilla", 2, priority=5.0), prober={"foreign": 0, "receive_drops": 17})
+    recs = [run("vanilla", 1), dropped, run("vanilla", 3), dataclasses.replace(run("vanilla", 4), prober={"receive_drops": 0})]
     assert verdicts_from_records(recs)[0].valid_rounds == (3, 3)
     assert [(e["round"], e["why"]) for e in excluded_runs(recs)] == [
         (2, "the host prober's receive socket dropped 17 frames (host too busy to read them)")]

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from ..core.errors import VerdictError
 from .records import prober_problem
+from .run_record import RunRecord
 
 
 def summary_key(percentile: float) -> str:
@@ -19,39 +20,35 @@ def summary_key(percentile: float) -> str:
     return "p" + f"{percentile:g}".replace(".", "")
 
 
-def round_of(record: Mapping) -> int:
-    r = record.get("round", 1)  # records from before rounds are each one round
+def round_of(record: RunRecord) -> int:
+    r = record.round  # records from before rounds are each one round
     if isinstance(r, bool) or not isinstance(r, int) or r < 1:
-        raise VerdictError(f"{where(record)}: round {r!r} is not a round number (1, 2, ...)")
+        raise VerdictError(f"{record.where()}: round {r!r} is not a round number (1, 2, ...)")
     return r
 
 
-def where(record: Mapping) -> str:
-    return record.get("_path") or f"run {record.get('label')!r} {record['mix']['name']}"
-
-
-def run_problem(record: Mapping) -> str | None:
+def run_problem(record: RunRecord) -> str | None:
     """Why a run cannot count (None: it can). A loaded run counts only when its regime was checked valid."""
-    regime = record.get("regime")
+    regime = record.regime
     if regime is None:
-        if record["mix"]["loaded"]:
+        if record.mix["loaded"]:
             return "no regime recorded, so the load was never checked"
     elif not isinstance(regime, Mapping) or not isinstance(regime.get("valid"), bool):
-        raise VerdictError(f"{where(record)}: regime {regime!r} is not {{'valid': bool, 'why': str}}")
+        raise VerdictError(f"{record.where()}: regime {regime!r} is not {{'valid': bool, 'why': str}}")
     elif not regime["valid"]:
         return regime.get("why") or "regime invalid (no reason recorded)"
-    return prober_problem((record.get("prober") or {}).get("receive_drops", 0))
+    return prober_problem((record.prober or {}).get("receive_drops", 0))
 
 
-def flow_problem(record: Mapping, flow: str) -> str | None:
-    f = record["flows"][flow]
+def flow_problem(record: RunRecord, flow: str) -> str | None:
+    f = record.flows[flow]
     if f.get("summary") is not None:
         return None
     sent = (f.get("integrity") or {}).get("sent")
     return f"flow {flow!r}: no probe came back intact" + ("" if sent is None else f" ({sent} sent)")
 
 
-def excluded_runs(records: Iterable[Mapping]) -> list[dict]:
+def excluded_runs(records: Iterable[RunRecord]) -> list[dict]:
     """Every run, or flow of a run, that the verdicts leave out, and why, in record order.
 
     attempt is the record's try of that round (None before retries existed):
@@ -59,18 +56,18 @@ def excluded_runs(records: Iterable[Mapping]) -> list[dict]:
     """
     out = []
     for r in records:
-        entry = {"label": r["label"], "round": round_of(r), "attempt": r.get("attempt"), "mix": r["mix"]["name"],
-                 "loaded": r["mix"]["loaded"]}
+        entry = {"label": r.label, "round": round_of(r), "attempt": r.attempt, "mix": r.mix["name"],
+                 "loaded": r.mix["loaded"]}
         problem = run_problem(r)
         if problem is not None:
             out.append({**entry, "flow": None, "why": problem})
             continue
-        out.extend({**entry, "flow": f, "why": why} for f in r["flows"] if (why := flow_problem(r, f)) is not None)
+        out.extend({**entry, "flow": f, "why": why} for f in r.flows if (why := flow_problem(r, f)) is not None)
     return out
 
 
-def loaded_mix(records: Sequence[Mapping], mix: str | None) -> str:
-    names = list(dict.fromkeys(r["mix"]["name"] for r in records if r["mix"]["loaded"]))
+def loaded_mix(records: Sequence[RunRecord], mix: str | None) -> str:
+    names = list(dict.fromkeys(r.mix["name"] for r in records if r.mix["loaded"]))
     if mix is not None:
         if mix not in names:
             raise VerdictError(f"no loaded runs of mix {mix!r} (have {', '.join(names) or 'none'})")
@@ -81,32 +78,32 @@ def loaded_mix(records: Sequence[Mapping], mix: str | None) -> str:
     return names[0]
 
 
-def loaded_rounds(records: Sequence[Mapping], mix: str) -> dict[str, dict[int, Mapping]]:
+def loaded_rounds(records: Sequence[RunRecord], mix: str) -> dict[str, dict[int, RunRecord]]:
     """The valid loaded runs of the mix: label -> round -> record, rounds ascending; every label seen is a key."""
-    out: dict[str, dict[int, Mapping]] = {}
+    out: dict[str, dict[int, RunRecord]] = {}
     for r in records:
-        if not r["mix"]["loaded"] or r["mix"]["name"] != mix:
+        if not r.mix["loaded"] or r.mix["name"] != mix:
             continue
-        runs = out.setdefault(r["label"], {})
+        runs = out.setdefault(r.label, {})
         if run_problem(r) is not None:
             continue
         n = round_of(r)
         if n in runs:
-            raise VerdictError(f"{r['label']} {mix} round {n} is recorded twice ({where(runs[n])}, {where(r)})")
+            raise VerdictError(f"{r.label} {mix} round {n} is recorded twice ({runs[n].where()}, {r.where()})")
         runs[n] = r
     return {label: dict(sorted(runs.items())) for label, runs in out.items()}
 
 
-def value_of(record: Mapping, flow: str, percentile: float) -> float | None:
+def value_of(record: RunRecord, flow: str, percentile: float) -> float | None:
     """The flow's percentile in the run, None when the flow has no summary (or is not in the run)."""
-    f = record["flows"].get(flow)
+    f = record.flows.get(flow)
     if f is None or f.get("summary") is None:
         return None
     key = summary_key(percentile)
     if key not in f["summary"]:
-        raise VerdictError(f"{where(record)}: flow {flow!r} summary has no {key} (has {', '.join(f['summary'])})")
+        raise VerdictError(f"{record.where()}: flow {flow!r} summary has no {key} (has {', '.join(f['summary'])})")
     return f["summary"][key]
 
 
-def flows_of_class(runs: Iterable[Mapping], cls: str) -> list[str]:
-    return list(dict.fromkeys(f for r in runs for f, v in r["flows"].items() if v["class"] == cls))
+def flows_of_class(runs: Iterable[RunRecord], cls: str) -> list[str]:
+    return list(dict.fromkeys(f for r in runs for f, v in r.flows.items() if v["class"] == cls))

@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import statistics
 
-
-def _label(record: dict) -> str:
-    return record.get("label") or record["kernel"]["variant"]
+from .run_record import RunRecord
 
 
 def calibration_rows(calibration: dict) -> list[list[str]]:
@@ -37,20 +35,20 @@ def calibration_title(calibration: dict) -> str:
     return f"calibration of {calibration.get('mix')} ({where}): {chosen}{sender} — {calibration.get('why', '')}"
 
 
-def regime_rows(records: list[dict]) -> list[list[str]]:
+def regime_rows(records: list[RunRecord]) -> list[list[str]]:
     """One row per loaded run: the regime it proved (or not), with its figures."""
     out = [["condition", "round", "try", "flood pps", "target cpu", "occupancy", "backlog mean", "backlog drops",
             "tap drop", "nic drop", "gro_cells drop", "regime"]]
     for r in records:
-        g = r.get("regime")
-        if not r["mix"]["loaded"] or not g:
+        g = r.regime
+        if not r.mix["loaded"] or not g:
             continue
-        offered = sum(f["achieved_pps"] for f in r.get("floods", []))
+        offered = sum(f["achieved_pps"] for f in r.floods)
         if not g.get("required", True):
-            out.append([_label(r), str(r.get("round", 1)), str(r.get("attempt", 1)), f"{offered:.0f}", "-", "-", "-",
+            out.append([r.label, str(r.round), str(r.attempt or 1), f"{offered:.0f}", "-", "-", "-",
                         "-", "-", "-", "-", "not required"])
             continue
-        out.append([_label(r), str(r.get("round", 1)), str(r.get("attempt", 1)), f"{offered:.0f}",
+        out.append([r.label, str(r.round), str(r.attempt or 1), f"{offered:.0f}",
                     ",".join(map(str, g.get("target_cpus", []))) or "-", f"{g.get('occupancy', 0):.0%}",
                     f"{g.get('backlog_mean', 0):.0f}", str(g.get("backlog_drops", 0)),
                     f"{g.get('tap_drop_share', 0):.2%}", f"{g.get('nic_drop_share', 0):.2%}",
@@ -58,29 +56,29 @@ def regime_rows(records: list[dict]) -> list[list[str]]:
     return out
 
 
-def _p99_ms(record: dict, flow: str) -> float | None:
-    summary = record["flows"].get(flow, {}).get("summary")
+def _p99_ms(record: RunRecord, flow: str) -> float | None:
+    summary = record.flows.get(flow, {}).get("summary")
     return None if not summary else summary["p99"] / 1000
 
 
-def round_rows(records: list[dict], flow: str = "priority", bulk: str = "bulk") -> list[list[str]]:
+def round_rows(records: list[RunRecord], flow: str = "priority", bulk: str = "bulk") -> list[list[str]]:
     """Per condition: unloaded p99, loaded p99 of every valid round, their median, loss, bulk's p99."""
     out = [["condition", "unloaded p99 ms", f"loaded {flow} p99 ms per valid round", "median", "valid/runs",
             f"{flow} lost (valid)", f"{bulk} p99 median ms"]]
     labels: list[str] = []
     for r in records:
-        if flow in r["flows"] and _label(r) not in labels:
-            labels.append(_label(r))
+        if flow in r.flows and r.label not in labels:
+            labels.append(r.label)
     for label in labels:
-        mine = [r for r in records if _label(r) == label and flow in r["flows"]]
-        unloaded = [p for r in mine if not r["mix"]["loaded"] if (p := _p99_ms(r, flow)) is not None]
-        loaded = [r for r in mine if r["mix"]["loaded"]]
-        valid = [r for r in loaded if (r.get("regime") or {}).get("valid")]
+        mine = [r for r in records if r.label == label and flow in r.flows]
+        unloaded = [p for r in mine if not r.mix["loaded"] if (p := _p99_ms(r, flow)) is not None]
+        loaded = [r for r in mine if r.mix["loaded"]]
+        valid = [r for r in loaded if (r.regime or {}).get("valid")]
         p99s = [p for r in valid if (p := _p99_ms(r, flow)) is not None]
-        bulk99 = [p for r in valid if bulk in r["flows"] if (p := _p99_ms(r, bulk)) is not None]
-        lost = sum(r["flows"][flow]["integrity"]["lost"] for r in valid)
-        sent = sum(r["flows"][flow]["integrity"]["sent"] for r in valid)
-        at_host = sum(r["flows"][flow].get("lost_at_host", 0) for r in valid)
+        bulk99 = [p for r in valid if bulk in r.flows if (p := _p99_ms(r, bulk)) is not None]
+        lost = sum(r.flows[flow]["integrity"]["lost"] for r in valid)
+        sent = sum(r.flows[flow]["integrity"]["sent"] for r in valid)
+        at_host = sum(r.flows[flow].get("lost_at_host", 0) for r in valid)
         out.append([label, " ".join(f"{p:.1f}" for p in unloaded) or "-", " ".join(f"{p:.1f}" for p in p99s) or "-",
                     f"{statistics.median(p99s):.1f}" if p99s else "-", f"{len(valid)}/{len(loaded)}",
                     f"{lost}/{sent}" + (f" ({at_host} on the host)" if at_host else ""),
@@ -88,36 +86,36 @@ def round_rows(records: list[dict], flow: str = "priority", bulk: str = "bulk") 
     return out
 
 
-def breakdown_summaries(records: list[dict]) -> dict[str, dict[str, dict | None]]:
+def breakdown_summaries(records: list[RunRecord]) -> dict[str, dict[str, dict | None]]:
     """Per condition: each probe flow's breakdown unloaded, and in the valid round with the median priority p99.
 
     One representative round rather than an average: a breakdown's parts
     add up within one run, not across runs.
     """
     out: dict[str, dict[str, dict | None]] = {}
-    labels = list(dict.fromkeys(_label(r) for r in records))
+    labels = list(dict.fromkeys(r.label for r in records))
     for label in labels:
-        mine = [r for r in records if _label(r) == label]
-        unloaded = next((r for r in mine if not r["mix"]["loaded"]), None)
-        valid = sorted((r for r in mine if r["mix"]["loaded"] and (r.get("regime") or {}).get("valid")
+        mine = [r for r in records if r.label == label]
+        unloaded = next((r for r in mine if not r.mix["loaded"]), None)
+        valid = sorted((r for r in mine if r.mix["loaded"] and (r.regime or {}).get("valid")
                         and _p99_ms(r, "priority") is not None), key=lambda r: _p99_ms(r, "priority"))
         median = valid[(len(valid) - 1) // 2] if valid else None
         rows: dict[str, dict | None] = {}
-        for what, record in (("unloaded", unloaded), (f"loaded r{median.get('round', 1)}" if median else "", median)):
+        for what, record in (("unloaded", unloaded), (f"loaded r{median.round}" if median else "", median)):
             if record is None:
                 continue
-            for flow, data in record["flows"].items():
+            for flow, data in record.flows.items():
                 rows[f"{flow} {what}"] = data.get("breakdown")
         out[label] = rows
     return out
 
 
-def has_rounds(records: list[dict]) -> bool:
+def has_rounds(records: list[RunRecord]) -> bool:
     """Records of an experiment over rounds (or carrying a regime) get these tables."""
-    return any(r.get("regime") for r in records)
+    return any(r.regime for r in records)
 
 
-def sections(records: list[dict], over_rounds: bool = True) -> list[tuple[str, list[list[str]]]]:
+def sections(records: list[RunRecord], over_rounds: bool = True) -> list[tuple[str, list[list[str]]]]:
     """The evidence tables for records that carry a regime: (title, rows with header first).
 
     over_rounds=False gives only the calibration and each run's regime: for
@@ -128,7 +126,7 @@ def sections(records: list[dict], over_rounds: bool = True) -> list[tuple[str, l
     if not has_rounds(records):
         return []
     out = []
-    calibration = next((r["calibration"] for r in records if r.get("calibration")), None)
+    calibration = next((r.calibration for r in records if r.calibration), None)
     if calibration:
         out.append((calibration_title(calibration), calibration_rows(calibration)))
     out.append(("loaded runs: the regime each proved (valid runs count; invalid ones are rerun)", regime_rows(records)))
@@ -149,12 +147,12 @@ def sections(records: list[dict], over_rounds: bool = True) -> list[tuple[str, l
     return out
 
 
-def write_verdicts(records: list[dict], path, *, host: dict, rounds_run: int, calibration: dict | None):
+def write_verdicts(records: list[RunRecord], path, *, host: dict, rounds_run: int, calibration: dict | None):
     """verdict.json beside the records: every verdict over rounds, the rises, what was left out and why."""
     from . import counted, rounds
 
-    labels = list(dict.fromkeys(_label(r) for r in records))
-    flows = list(dict.fromkeys(f for r in records for f, v in r["flows"].items() if v["class"] == "priority"))
+    labels = list(dict.fromkeys(r.label for r in records))
+    flows = list(dict.fromkeys(f for r in records for f, v in r.flows.items() if v["class"] == "priority"))
     rises = [rounds.rise_over_rounds(records, label, flow) for label in labels for flow in flows]
     return rounds.write_verdict_json(path, host=host, rounds=rounds_run, verdicts=rounds.verdicts_from_records(records),
                                      rises=[r for r in rises if r is not None], calibration=calibration,

@@ -25,8 +25,8 @@ from ..core.errors import ConfigError
 from . import breakdown, record_schema, regime_report
 from .latency import FlowSamples, compare, percentile, summarize
 from .records import ProbeRow
+from .run_record import SCHEMA, RunRecord
 
-SCHEMA = "prism-testbed/run/1"
 BASELINE = "vanilla"
 
 
@@ -35,7 +35,7 @@ def calibration_tables(calibration: dict) -> list[Table]:
     return [_rich(regime_report.calibration_title(calibration), rows_[0], rows_[1:])]
 
 
-def run_record(run, *, kernel, accel, topology, case: str = "", label: str | None = None) -> dict:
+def run_record(run, *, kernel, accel, topology, case: str = "", label: str | None = None) -> RunRecord:
     """The JSON record of one MixRun (testbed.traffic.run) on one kernel.
 
     label names the condition in tables (default: the kernel's variant;
@@ -59,32 +59,31 @@ def run_record(run, *, kernel, accel, topology, case: str = "", label: str | Non
             "breakdown": breakdown.record_fields(records),
             "probes": [list(ProbeRow.of(r, breakdown.probe_stamps(r))) for r in records],  # rows: ProbeRow
         }
-    return {
-        "schema": SCHEMA,
-        "case": case,
-        "label": label or kernel.variant,
-        "mix": {"name": run.mix.name, "loaded": run.mix.loaded, "origin": run.mix.origin,
-                "description": run.mix.description, "settle": run.mix.settle,
-                "floods": [dataclasses.asdict(f) for f in run.mix.floods],
-                "iperf3": [dataclasses.asdict(i) for i in run.mix.iperf3],
-                "tuning": {vm: dataclasses.asdict(t) for vm, t in run.mix.tuning.items()}},
-        "kernel": {"variant": kernel.variant, "release": kernel.release, "bzimage": str(kernel.bzimage),
-                   "metadata": kernel.metadata},
-        "accel": accel.as_dict(),
-        "topology": dataclasses.asdict(topology),
-        "host": {"loadavg_before": run.host_load[0], "loadavg_after": run.host_load[1], "cpus": os.cpu_count(),
-                 "kernel": platform.release()},
-        "seconds": round(run.seconds, 2),
-        "flows": flows,
-        "floods": [f.to_dict() for f in run.floods],
-        "prober": {"foreign": run.probes.foreign, "receive_drops": run.probes.receive_drops},
-        "host_drops": run.host_drops,
-        "host_drop_timeline": [d.as_list() for d in run.host_drop_timeline],  # [t_ns, where, count]
-        "iperf3": [i.to_dict() for i in run.iperf3],
-        "stages": {vm: s.to_dict() for vm, s in run.stages.items()},
-        "regime": run.regime.to_dict() if run.regime else None,
-        "validity": run.validity(),
-    }
+    return RunRecord(
+        case=case,
+        label=label or kernel.variant,
+        mix={"name": run.mix.name, "loaded": run.mix.loaded, "origin": run.mix.origin,
+             "description": run.mix.description, "settle": run.mix.settle,
+             "floods": [dataclasses.asdict(f) for f in run.mix.floods],
+             "iperf3": [dataclasses.asdict(i) for i in run.mix.iperf3],
+             "tuning": {vm: dataclasses.asdict(t) for vm, t in run.mix.tuning.items()}},
+        kernel={"variant": kernel.variant, "release": kernel.release, "bzimage": str(kernel.bzimage),
+                "metadata": kernel.metadata},
+        accel=accel.as_dict(),
+        topology=dataclasses.asdict(topology),
+        host={"loadavg_before": run.host_load[0], "loadavg_after": run.host_load[1], "cpus": os.cpu_count(),
+              "kernel": platform.release()},
+        seconds=round(run.seconds, 2),
+        flows=flows,
+        floods=[f.to_dict() for f in run.floods],
+        prober={"foreign": run.probes.foreign, "receive_drops": run.probes.receive_drops},
+        host_drops=run.host_drops,
+        host_drop_timeline=[d.as_list() for d in run.host_drop_timeline],  # [t_ns, where, count]
+        iperf3=[i.to_dict() for i in run.iperf3],
+        stages={vm: s.to_dict() for vm, s in run.stages.items()},
+        regime=run.regime.to_dict() if run.regime else None,
+        validity=run.validity(),
+    )
 
 
 def _lateness_us(lateness_ns: Sequence[int], p: float) -> float:
@@ -92,9 +91,11 @@ def _lateness_us(lateness_ns: Sequence[int], p: float) -> float:
     return percentile(lateness_ns, p) / 1000 if lateness_ns else 0.0
 
 
-def write_record(record: dict, directory: Path, stem: str) -> Path:
-    """record as DIR/STEM.json, written whole or not at all."""
-    return write_json(directory / f"{_safe(stem)}.json", record)
+def write_record(record: RunRecord, directory: Path, stem: str) -> Path:
+    """record as DIR/STEM.json, written whole or not at all; the record remembers where (record.path)."""
+    path = write_json(directory / f"{_safe(stem)}.json", record.to_dict())
+    record.path = str(path)
+    return path
 
 
 def write_json(path: Path, data: dict) -> Path:
@@ -107,7 +108,7 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_")
 
 
-def load_records(paths: Iterable[Path], *, skipped: list[str] | None = None) -> list[dict]:
+def load_records(paths: Iterable[Path], *, skipped: list[str] | None = None) -> list[RunRecord]:
     """Every run record in the given files and directories (searched recursively).
 
     A file that is a record but cannot be read or compared (truncated,
@@ -129,8 +130,7 @@ def load_records(paths: Iterable[Path], *, skipped: list[str] | None = None) -> 
                     raise ConfigError(f"report: {f} {problem} (--skip-bad leaves such records out)")
                 skipped.append(f"{f} {problem}")
                 continue
-            data["_path"] = str(f)
-            records.append(data)
+            records.append(RunRecord.from_dict(data, path=str(f)))
     if not records:
         raise ConfigError(f"report: no run records ({SCHEMA}) in {', '.join(str(p) for p in paths)}")
     return records
@@ -155,15 +155,11 @@ def _read_record(f: Path, *, explicit: bool) -> tuple[str | None, dict | None]:
     return (f"is a damaged run record: {problem}", None) if problem else (None, data)
 
 
-def samples_of(record: dict, flow: str) -> FlowSamples:
+def samples_of(record: RunRecord, flow: str) -> FlowSamples:
     """RTTs (microseconds) of a flow's intact probes, from the record's raw probes."""
-    rows = [ProbeRow.from_list(p) for p in record["flows"][flow]["probes"]]
-    return FlowSamples(f"{_label(record)}/{record['mix']['name']}/{flow}",
+    rows = [ProbeRow.from_list(p) for p in record.flows[flow]["probes"]]
+    return FlowSamples(f"{record.label}/{record.mix['name']}/{flow}",
                        tuple(r.intact_rtt_ns / 1000 for r in rows if r.intact_rtt_ns is not None), sent=len(rows))
-
-
-def _label(record: dict) -> str:
-    return record.get("label") or record["kernel"]["variant"]
 
 
 def _ms(us: float | None) -> str:
@@ -176,13 +172,13 @@ def _ci(interval: dict | None) -> str:
     return f" [{interval['low'] / 1000:.2f}, {interval['high'] / 1000:.2f}]"
 
 
-def rows(records: list[dict]) -> list[list[str]]:
+def rows(records: list[RunRecord]) -> list[list[str]]:
     """One row per (kernel, mix, flow): the numbers every report shows."""
     out = []
     for r in records:
-        for name, flow in r["flows"].items():
+        for name, flow in r.flows.items():
             s, i = flow["summary"] or {}, flow["integrity"]
-            out.append([_label(r), r["mix"]["name"], name, flow["class"], str(i["received"]),
+            out.append([r.label, r.mix["name"], name, flow["class"], str(i["received"]),
                         _ms(s.get("p50")) + _ci(s.get("p50_ci")), _ms(s.get("p90")),
                         _ms(s.get("p99")) + _ci(s.get("p99_ci")), _ms(s.get("p999")), _ms(s.get("max")),
                         f"{i['lost']}/{i['duplicated']}/{i['reordered']}/{i['corrupted']}"])
@@ -195,24 +191,24 @@ def _ms_ci(summary: dict | None, key: str) -> str:
     return _ms(summary.get(key)) + _ci(summary.get(f"{key}_ci"))
 
 
-def condition_rows(records: list[dict], flow: str = "priority") -> list[list[str]]:
+def condition_rows(records: list[RunRecord], flow: str = "priority") -> list[list[str]]:
     """The paper-style table: per condition, the flow unloaded and loaded, loss, bulk delivered, softirq."""
-    by_label: dict[str, dict[str, dict]] = {}
+    by_label: dict[str, dict[str, RunRecord]] = {}
     for r in records:
-        if flow in r["flows"]:
-            by_label.setdefault(_label(r), {})["loaded" if r["mix"]["loaded"] else "unloaded"] = r
+        if flow in r.flows:
+            by_label.setdefault(r.label, {})["loaded" if r.mix["loaded"] else "unloaded"] = r
     out = []
     for label, runs in by_label.items():
         un, lo = runs.get("unloaded"), runs.get("loaded")
-        su = un["flows"][flow]["summary"] if un else None
-        sl = lo["flows"][flow]["summary"] if lo else None
-        lost = lo["flows"][flow]["integrity"] if lo else None
+        su = un.flows[flow]["summary"] if un else None
+        sl = lo.flows[flow]["summary"] if lo else None
+        lost = lo.flows[flow]["integrity"] if lo else None
         bulk = softirq = "-"
         if lo:
-            stages = list(lo["stages"].values())
-            sinks = {f["dst"] for f in lo["mix"]["floods"]}
+            stages = list(lo.stages.values())
+            sinks = {f["dst"] for f in lo.mix["floods"]}
             delivered = sum(s["sockets"].get(c, {}).get("InDatagrams", 0) for s in stages for c in sinks)
-            bulk = f"{delivered / lo['floods'][0]['seconds']:.0f}" if lo["floods"] and lo["floods"][0]["seconds"] else "-"
+            bulk = f"{delivered / lo.floods[0]['seconds']:.0f}" if lo.floods and lo.floods[0]["seconds"] else "-"
             softirq = " ".join(f"{int(v * 100)}%" for s in stages for _, v in sorted(s.get("softirq_share", {}).items()))
         out.append([label, _ms(su.get("mean")) if su else "-", _ms_ci(su, "p50"), _ms_ci(su, "p99"),
                     _ms(sl.get("mean")) if sl else "-", _ms_ci(sl, "p50"), _ms_ci(sl, "p99"),
@@ -224,22 +220,22 @@ CONDITION_HEADER = ["condition", "unloaded avg ms", "unloaded p50 ms", "unloaded
                     "loaded p50 ms", "loaded p99 ms", "lost (loaded)", "bulk delivered pps", "softirq per cpu"]
 
 
-def stage_rows(records: list[dict]) -> list[list[str]]:
+def stage_rows(records: list[RunRecord]) -> list[list[str]]:
     """One row per loaded run and receiving VM: did the load load, and where did it queue and drop."""
     out = []
     for r in records:
-        if not r["mix"]["loaded"]:
+        if not r.mix["loaded"]:
             continue
-        offered = sum(f["achieved_pps"] for f in r["floods"])
-        goodput = sum(i["bits_per_second"] for i in r["iperf3"]) / 1e6
-        for vm, s in r["stages"].items():
+        offered = sum(f["achieved_pps"] for f in r.floods)
+        goodput = sum(i["bits_per_second"] for i in r.iperf3) / 1e6
+        for vm, s in r.stages.items():
             soft = s["softnet"]
-            out.append([_label(r), r["mix"]["name"], vm, f"{offered:.0f}", f"{goodput:.1f}" if r["iperf3"] else "-",
+            out.append([r.label, r.mix["name"], vm, f"{offered:.0f}", f"{goodput:.1f}" if r.iperf3 else "-",
                         str(s["peak_backlog"]), f"{s['host_tap']['dropped']}", str(sum(s["gro_cells_dropped"].values())),
                         str(soft.get("dropped", 0)), str(sum(x.get("RcvbufErrors", 0) for x in s["sockets"].values())),
                         str(soft.get("time_squeeze", 0)),
                         " ".join(f"{int(v * 100)}%" for _, v in sorted(s.get("softirq_share", {}).items())) or "-",
-                        "invalid" if r["validity"] else ("guest" if s.get("queued_in_guest") else "none standing")])
+                        "invalid" if r.validity else ("guest" if s.get("queued_in_guest") else "none standing")])
     return out
 
 
@@ -251,22 +247,22 @@ HEADER = ["kernel", "mix", "flow", "class", "n", "p50 ms [95% CI]", "p90 ms", "p
           "max ms", "lost/dup/reord/corrupt"]
 
 
-def comparisons(records: list[dict], percentile: float = 99) -> list[list[str]]:
+def comparisons(records: list[RunRecord], percentile: float = 99) -> list[list[str]]:
     """Each kernel against the baseline, and each loaded run against its unloaded twin, per flow."""
     out = []
-    by_key = {(_label(r), r["mix"]["name"]): r for r in records}
+    by_key = {(r.label, r.mix["name"]): r for r in records}
     for (kernel, mix), r in sorted(by_key.items()):
-        classes = {f: v["class"] for f, v in r["flows"].items()}
+        classes = {f: v["class"] for f, v in r.flows.items()}
         bulk = next((f for f, c in classes.items() if c == "bulk"), None)
-        for flow in r["flows"]:
+        for flow in r.flows:
             pairs = []
             if bulk and classes[flow] == "priority":
                 pairs.append((f"{flow} vs {bulk} (same run)", r, r))
             base = by_key.get((BASELINE, mix))
-            if kernel != BASELINE and base and flow in base["flows"]:
+            if kernel != BASELINE and base and flow in base.flows:
                 pairs.append((f"{kernel} vs {BASELINE}", r, base))
             twin = by_key.get((kernel, f"{mix}-unloaded"))
-            if twin and flow in twin["flows"]:
+            if twin and flow in twin.flows:
                 pairs.append(("loaded vs unloaded", r, twin))
             for what, a, b in pairs:
                 other = bulk if a is b else flow
@@ -291,8 +287,8 @@ def _rich(title: str, header: list[str], body: list[list[str]]) -> Table:
     return table
 
 
-def rich_tables(records: list[dict]) -> list[Table]:
-    if regime_report.has_rounds(records) and any(r.get("round", 1) > 1 for r in records):
+def rich_tables(records: list[RunRecord]) -> list[Table]:
+    if regime_report.has_rounds(records) and any(r.round > 1 for r in records):
         # an experiment over rounds: the per-run tables would repeat every round; the evidence says more
         return [_rich(title, body[0], body[1:]) for title, body in regime_report.sections(records)]
     tables = [_rich("priority and bulk latency (RTT)", HEADER, rows(records)),
@@ -308,7 +304,7 @@ def rich_tables(records: list[dict]) -> list[Table]:
     return tables
 
 
-def markdown(records: list[dict]) -> str:
+def markdown(records: list[RunRecord]) -> str:
     def table(header: list[str], body: list[list[str]]) -> str:
         lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in body]
@@ -321,13 +317,13 @@ def markdown(records: list[dict]) -> str:
     comp = comparisons(records)
     if comp:
         parts += ["", "### Comparisons at p99", "", table(COMPARISON_HEADER, comp)]
-    rounds_ = any(r.get("round", 1) > 1 for r in records)
+    rounds_ = any(r.round > 1 for r in records)
     for title, body in regime_report.sections(records, over_rounds=rounds_):
         parts += ["", f"### {title}", "", table(body[0], body[1:])]
     return "\n".join(parts) + "\n"
 
 
-def cdf_plot(records: list[dict], path: Path, title: str = "RTT CDF") -> Path:
+def cdf_plot(records: list[RunRecord], path: Path, title: str = "RTT CDF") -> Path:
     """One CDF curve per (kernel, mix, flow), log-scaled RTT, as a PNG."""
     import matplotlib
 
@@ -336,14 +332,14 @@ def cdf_plot(records: list[dict], path: Path, title: str = "RTT CDF") -> Path:
 
     fig, ax = plt.subplots(figsize=(8, 5), dpi=110)
     for r in records:
-        for flow in r["flows"]:
+        for flow in r.flows:
             xs = sorted(samples_of(r, flow).rtts_us)
             if not xs:
                 continue
             ys = [(i + 1) / len(xs) for i in range(len(xs))]
-            style = "-" if r["flows"][flow]["class"] == "priority" else "--"
+            style = "-" if r.flows[flow]["class"] == "priority" else "--"
             ax.step([x / 1000 for x in xs], ys, style, where="post",
-                    label=f"{_label(r)} {r['mix']['name']} {flow}")
+                    label=f"{r.label} {r.mix['name']} {flow}")
     ax.set_xscale("log")
     ax.set_xlabel("round-trip time (ms, log scale)")
     ax.set_ylabel("fraction of probes")

@@ -39,6 +39,7 @@ from .counted import (
 )
 from .latency import DEFAULT_LEVEL, FASTER, SLOWER, Interval
 from .records import JsonData, plain
+from .run_record import RunRecord
 
 SCHEMA = "prism-testbed/verdict/1"
 BASELINE = "vanilla"
@@ -195,7 +196,7 @@ def _welch_interval(la: Sequence[float], lb: Sequence[float], level: float) -> t
     return float(ci.low), float(ci.high)
 
 
-def verdicts_from_records(records: Sequence[Mapping], *, baseline: str = BASELINE, percentile: float = 99,
+def verdicts_from_records(records: Sequence[RunRecord], *, baseline: str = BASELINE, percentile: float = 99,
                           level: float = DEFAULT_LEVEL, practical: float = PRACTICAL_MINIMUM,
                           mix: str | None = None) -> list[RoundVerdict]:
     """Every condition against the baseline per priority flow, then priority against bulk per condition.
@@ -211,7 +212,7 @@ def verdicts_from_records(records: Sequence[Mapping], *, baseline: str = BASELIN
     by_label = loaded_rounds(records, mix)
     labels = sorted(by_label, key=lambda label: label != baseline)  # stable: baseline first, then record order
     # flows as the mix names them, invalid runs included: a condition whose every round failed still gets a row
-    seen = [r for r in records if r["mix"]["loaded"] and r["mix"]["name"] == mix]
+    seen = [r for r in records if r.mix["loaded"] and r.mix["name"] == mix]
     priority = flows_of_class(seen, "priority")
     out = []
     for flow in priority:
@@ -224,7 +225,7 @@ def verdicts_from_records(records: Sequence[Mapping], *, baseline: str = BASELIN
                                    practical=practical))
     for label in labels:
         runs = list(by_label[label].values())
-        mine = [r for r in seen if r["label"] == label]
+        mine = [r for r in seen if r.label == label]
         bulk = next(iter(flows_of_class(mine, "bulk")), None)
         if bulk is None:
             continue  # a mix without a bulk-class probe has no such comparison
@@ -262,14 +263,14 @@ class Rise(JsonData):
         return out
 
 
-def rise_over_rounds(records: Sequence[Mapping], label: str, flow: str, *, percentile: float = 99,
+def rise_over_rounds(records: Sequence[RunRecord], label: str, flow: str, *, percentile: float = 99,
                      level: float = DEFAULT_LEVEL, mix: str | None = None) -> Rise:
     """The loaded/unloaded percentile of one condition and flow (unloaded runs: the mix's -unloaded twin)."""
     mix_name = loaded_mix(records, mix)
     runs = loaded_rounds(records, mix_name).get(label, {})
     loaded = [v for r in runs.values() if (v := value_of(r, flow, percentile)) is not None]
-    twins = sorted((r for r in records if not r["mix"]["loaded"] and r["label"] == label
-                    and r["mix"]["name"] == f"{mix_name}-unloaded" and run_problem(r) is None), key=round_of)
+    twins = sorted((r for r in records if not r.mix["loaded"] and r.label == label
+                    and r.mix["name"] == f"{mix_name}-unloaded" and run_problem(r) is None), key=round_of)
     unloaded = [v for r in twins if (v := value_of(r, flow, percentile)) is not None]
     ll, lu = _logs(flow, f"{label} loaded", loaded), _logs(flow, f"{label} unloaded", unloaded)
     if not ll or not lu:

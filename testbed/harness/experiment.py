@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..analysis import breakdown, regime_report, report
+from ..analysis.run_record import RunRecord
 from ..build.image import build_image, load_spec
 from ..build.kernel import obtain
 from ..core.errors import ConfigError, VerdictError
@@ -65,7 +66,7 @@ class ExperimentPlan:
 @dataclass
 class ExperimentResult:
     directory: Path
-    records: list[dict] = field(default_factory=list)
+    records: list[RunRecord] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     calibration: Calibration | None = None
     host: dict = field(default_factory=dict)
@@ -108,12 +109,11 @@ def run_experiment(plan: ExperimentPlan) -> ExperimentResult:
 def _run_conditions(plan, deployment: Deployment, kernel, choice, topo, conditions, loaded: mix_mod.Mix,
                     out: ExperimentResult) -> None:
     """Each condition's unloaded twin once, then the loaded mix round by round, conditions in turn."""
-    def record(run, label: str, round_no: int, attempt: int) -> dict:
+    def record(run, label: str, round_no: int, attempt: int) -> RunRecord:
         rec = report.run_record(run, kernel=kernel, accel=choice, topology=topo, case="experiment", label=label)
-        rec["round"], rec["attempt"] = round_no, attempt
-        rec["calibration"] = out.calibration.to_dict() if out.calibration else None
-        stem = f"{label}-{run.mix.name}-r{round_no}-a{attempt}"
-        rec["_path"] = str(report.write_record(rec, out.directory / "runs", stem))
+        rec.round, rec.attempt = round_no, attempt
+        rec.calibration = out.calibration.to_dict() if out.calibration else None
+        report.write_record(rec, out.directory / "runs", f"{label}-{run.mix.name}-r{round_no}-a{attempt}")
         out.records.append(rec)
         return rec
 

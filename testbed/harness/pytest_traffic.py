@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from ..analysis import report
+from ..analysis.run_record import RunRecord
 from ..traffic import mix as mix_mod
 from ..traffic import prism_knobs
 from ..traffic.calibrate import Calibration, calibrate, calibrated
@@ -78,9 +79,9 @@ class Traffic:
         case = self.request.node.nodeid
         record = report.run_record(run, kernel=self.kernel, accel=self.accel, topology=self.deployment.topology,
                                    case=case)
-        record["calibration"] = cal.to_dict() if cal else None
+        record.calibration = cal.to_dict() if cal else None
         stem = f"{re.sub(r'[^A-Za-z0-9]+', '_', case.split('::')[-1])}-{self.kernel.variant}-{mix.name}"
-        record["_path"] = str(report.write_record(record, self.directory, stem))
+        report.write_record(record, self.directory, stem)
         self.request.config.stash.setdefault(_RECORDS, []).append(record)
         return run
 
@@ -107,9 +108,9 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config)
         return
     directory = _state(config).results
     plot = report.cdf_plot(records, directory / "traffic-cdf.png", title="probe RTT, this session")
-    by_case: dict[str, list[dict]] = {}
+    by_case: dict[str, list[RunRecord]] = {}
     for r in records:
-        by_case.setdefault(r["case"], []).append(r)
+        by_case.setdefault(r.case, []).append(r)
     for case, case_records in by_case.items():  # one plot per case: every flow on every kernel it ran on
         name = re.sub(r"[^A-Za-z0-9]+", "_", case.split("::")[0]).strip("_")
         report.cdf_plot(case_records, directory / "traffic" / f"{name}.png", title=f"probe RTT: {case}")
