@@ -174,3 +174,14 @@ def test_a_probe_row_reads_back_what_was_written():
     lost = ProbeRow.of(ProbeRecord("p", 8, 2_000, None, False, False), [])
     damaged = ProbeRow.of(ProbeRecord("p", 9, 3_000, 9_000, True, False), [])
     assert lost.rtt_ns is None and lost.intact_rtt_ns is None and damaged.intact_rtt_ns is None
+
+
+def test_a_record_from_before_rounds_reads_with_defaults(records, tmp_path):
+    data = json.loads(json.dumps(records[1].to_dict()))
+    for key in ("round", "attempt", "prober", "host_drops", "host_drop_timeline", "calibration"):
+        data.pop(key)
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(data))
+    (old,) = report.load_records([path])
+    assert (old.label, old.round, old.attempt, old.prober, old.path) == ("vanilla", 1, None, {}, str(path))
+    assert report.rows([old]) == report.rows([records[1]])
