@@ -102,7 +102,21 @@ def rounds(request, prism) -> dict[str, list]:
 
 
 def p99s(runs, flow: str) -> list[float]:
+    """The flow's p99 in each run; a run where none of its probes came back intact fails the case."""
     return [run.results().samples(flow).percentile(99) for run in runs]
+
+
+def vanilla_p99s(runs, flow: str) -> list[float]:
+    """Vanilla's p99 per round, leaving out a round where the flow stalled (no probe came back intact).
+
+    Overloaded, vanilla can stall a TCP request/response flow outright: a
+    request lost, its retransmissions lost, the backoff outlasting the
+    window (one CI run: 1 request sent in a round). Such a round has no
+    p99, so it does not count for that flow, as in the experiment's verdict
+    (testbed.analysis.counted.flow_problem); the rounds left must still
+    make an interval, and PRISM's own rounds may not stall at all (p99s).
+    """
+    return [samples.percentile(99) for run in runs if (samples := run.results().samples(flow)).rtts_us]
 
 
 @pytest.mark.parametrize("setting", FASTER_SETTINGS)
@@ -111,7 +125,7 @@ def test_priority_p99_under_load_beats_vanilla(request, prism, vanilla, setting)
     mine = rounds(request, prism)[setting]
     failures = []
     for flow in mine[0].mix.flows_of(mix_mod.PRIORITY):
-        v = over_rounds(flow.name, setting, p99s(mine, flow.name), "vanilla", p99s(vanilla["loaded"], flow.name))
+        v = over_rounds(flow.name, setting, p99s(mine, flow.name), "vanilla", vanilla_p99s(vanilla["loaded"], flow.name))
         if v.verdict != FASTER:
             failures.append(f"{flow.name}: {v.verdict}, ratio {v.ratio:.3f} {v.ci.text(3)}, "
                             f"p99 ms {_ms(v.a_values)} vs vanilla {_ms(v.b_values)}")
@@ -199,7 +213,7 @@ OFF_LIKE_VANILLA = 2.0  # mode off's p99 within this factor of vanilla's, over r
 def test_mode_off_measures_like_vanilla(request, prism, vanilla):
     """Off, the PRISM kernel's loaded priority p99 is vanilla's, within the spread of two boots."""
     off = rounds(request, prism)["off"]
-    v = over_rounds("priority", "prism-off", p99s(off, "priority"), "vanilla", p99s(vanilla["loaded"], "priority"))
+    v = over_rounds("priority", "prism-off", p99s(off, "priority"), "vanilla", vanilla_p99s(vanilla["loaded"], "priority"))
     assert 1 / OFF_LIKE_VANILLA <= v.ratio <= OFF_LIKE_VANILLA, (
         f"mode off differs from vanilla: ratio {v.ratio:.3f} {v.ci.text(3)}, ms {_ms(v.a_values)} vs "
         f"{_ms(v.b_values)}")
