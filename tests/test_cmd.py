@@ -1,14 +1,13 @@
-"""The one command API: results, errors and deadlines on the host; background programs stop with their block."""
+"""The one command API: results, errors and deadlines on the host."""
 
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import pytest
 
 from testbed.core import cmd
-from testbed.core.cmd import Background, CommandResult
+from testbed.core.cmd import CommandResult
 from testbed.core.errors import CommandError, CommandTimeout, GuestCommandError
 
 
@@ -66,43 +65,3 @@ def test_a_missing_program_is_named():
 def test_run_in_a_netns_prefixes_ip_netns_exec():
     assert cmd.in_netns(["ping", "x"], "ptb-1") == ["ip", "netns", "exec", "ptb-1", "ping", "x"]
     assert cmd.in_netns(["ping", "x"], None) == ["ping", "x"]
-
-
-def live_processes_in_group(pgid: int) -> list[int]:
-    live = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[2]) == pgid and fields[0] != "Z":
-                live.append(int(entry.name))
-    return live
-
-
-def test_a_background_program_stops_with_its_block(tmp_path):
-    log = tmp_path / "log"
-    with Background(["sh", "-c", "echo started; sleep 30"], log=log) as program:
-        deadline = time.monotonic() + 5
-        while "started" not in log.read_text() and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert program.running()
-        pid = program.proc.pid
-    assert not program.running()
-    assert log.read_text() == "started\n"
-    assert live_processes_in_group(pid) == []  # the shell's sleep too (a zombie awaiting its reaper is dead)
-
-
-def test_a_background_program_that_ignores_sigterm_is_killed(tmp_path):
-    with Background(["sh", "-c", "trap '' TERM; echo ready; sleep 30"], log=tmp_path / "log", grace=0.2) as program:
-        deadline = time.monotonic() + 5
-        while "ready" not in (tmp_path / "log").read_text() and time.monotonic() < deadline:
-            time.sleep(0.02)
-    assert program.proc.returncode == -9
-
-
-def test_a_background_program_is_stopped_when_its_block_raises():
-    with pytest.raises(RuntimeError), Background(["sleep", "30"]) as program:
-        raise RuntimeError("the test failed")
-    assert not program.running()
