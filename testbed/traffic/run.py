@@ -13,21 +13,19 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import partial
 from typing import TYPE_CHECKING
 
 from ..analysis.records import prober_problem
 from ..analysis.regime import Regime, judge
 from ..analysis.verdict import RunResults
 from ..core.errors import VerdictError
-from ..net.topology import vxlan_name
+from . import placement
 from .bulk import FloodReport, HostFlood, Iperf3Report, parse_iperf3
 from .hostdrops import HostDrop, HostDropWatch, lost_at_host
 from .mix import Mix, Tuning
 from .prober import HostProber, ProbeRun
-from .stagewatch import StageWatch, VmStages, irq_script, rps_script
+from .stagewatch import StageWatch, VmStages
 
 if TYPE_CHECKING:
     from ..net.deployment import Deployment
@@ -100,48 +98,35 @@ def receivers(deployment: Deployment, mix: Mix) -> list[str]:
 
 
 def prepare(deployment: Deployment, mix: Mix) -> None:
-    """Tuning and the receivers' programs; idempotent per deployment, so loaded and unloaded runs share them."""
+    """Tuning and the receivers' programs, so loaded and unloaded runs share them.
+
+    Placement (RPS, interrupts, pins) is put in force on every run
+    (testbed.traffic.placement); sysctls are set each time; what is costly
+    and nothing undoes (ingress rules, starting a program) is done when it
+    is missing or differs.
+    """
     for vm_name, tuning in mix.tuning.items():
         _tune(deployment, vm_name, tuning)
-    done = deployment.prepared
-    for container, port, command in sorted(_programs(deployment.topology, mix)):
-        if (container, command) not in done:
-            deployment.container(container).spawn(command, log=f"/tmp/prism-reflector-{port}.log")
-            done.add((container, command))
+    found = placement.programs(deployment.topology, mix)
+    for program in found:
+        if ("program", program.container, program.argv) not in deployment.prepared:
+            deployment.container(program.container).spawn(program.command,
+                                                          log=f"/tmp/prism-reflector-{program.port}.log")
+            deployment.prepared.add(("program", program.container, program.argv))
+    placement.pin(deployment, found)
 
 
 def _tune(deployment: Deployment, vm_name: str, tuning: Tuning) -> None:
-    """One VM's RPS, interrupt placement, sysctls and ingress rules (each once per deployment, sysctls each time)."""
+    """One VM's placement and sysctls (each run) and ingress rules (when the count differs from what is installed)."""
+    placement.steer(deployment, vm_name, tuning)
     vm = deployment.vm(vm_name)
-    for device, cpus in tuning.rps.items():
-        name = next((vxlan_name(o.vni) for o in deployment.topology.overlays if o.name == device), device)
-        _once(deployment, ("rps", vm_name, name, cpus), partial(vm.run, rps_script(name, cpus), check=True))
-    for device, cpus in tuning.irq.items():
-        _once(deployment, ("irq", vm_name, device, cpus), partial(vm.run, irq_script(device, cpus), check=True))
     for key, value in tuning.sysctl.items():
         vm.run(["sysctl", "-q", "-w", f"{key}={value}"], check=True)
     for container, rules in tuning.ingress_rules.items():
-        _once(deployment, ("rules", container, rules), partial(install_ingress_rules, deployment, container, rules))
-
-
-def _once(deployment: Deployment, key: tuple, action: Callable[[], object]) -> None:
-    if key not in deployment.prepared:
-        action()
-        deployment.prepared.add(key)
-
-
-def _programs(topology, mix: Mix) -> set[tuple[str, int, str]]:
-    """(container, port, command) of every reflector and sink the mix needs, pinned as its tuning says."""
-    def pin(container: str, sink: bool = False) -> str:
-        vm = next(vm.name for vm, c in topology.containers() if c.name == container)
-        tuning = mix.tuning.get(vm)
-        cpus = (tuning.sink_cpus if sink else tuning.reflector_cpus) if tuning else ()
-        return f"taskset -c {','.join(map(str, cpus))} " if cpus else ""
-
-    programs = {(p.dst, p.dport, f"{pin(p.dst)}prism-reflector -u -t -p {p.dport}")
-                for p in mix.probes if p.protocol in ("udp", "tcp")}
-    return programs | {(f.dst, f.dport, f"{pin(f.dst, sink=True)}prism-reflector -u -s -p {f.dport}")
-                       for f in mix.floods}
+        if ("rules", container, rules) not in deployment.prepared:
+            install_ingress_rules(deployment, container, rules)  # replaces whatever count was there
+            deployment.prepared -= {k for k in deployment.prepared if k[:2] == ("rules", container)}
+            deployment.prepared.add(("rules", container, rules))
 
 
 INGRESS_RULE_PORT = 30000  # the rules match UDP ports from here up, which no flow of a mix uses

@@ -1,0 +1,136 @@
+"""A mix's placement is put in force on every run: pins that a hotplug undid come back, or the run fails."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from testbed.core.errors import VerdictError
+from testbed.net import topology as topology_mod
+from testbed.traffic import mix as mix_mod
+from testbed.traffic import placement
+from testbed.traffic import run as run_mod
+
+
+def shipped() -> mix_mod.Mix:
+    return mix_mod.load("overlay-flood")
+
+
+def test_cpu_lists_parse_as_the_kernel_writes_them():
+    assert placement.parse_cpu_list("0") == {0}
+    assert placement.parse_cpu_list("0-2,5\n") == {0, 1, 2, 5}
+    assert placement.parse_cpu_list("") == frozenset()
+
+
+def test_reflectors_and_sinks_are_pinned_as_the_mix_says():
+    mix = shipped()
+    found = placement.programs(topology_mod.load(mix.topology), mix)
+    tuning = mix.tuning["server"]
+    reflectors = [p for p in found if " -t " in p.argv]
+    sinks = [p for p in found if " -s " in p.argv]
+    assert {p.port for p in reflectors} == {p.dport for p in mix.probes}
+    assert all(p.cpus == tuning.reflector_cpus and p.container == "s1" for p in reflectors)
+    assert [(p.container, p.cpus) for p in sinks] == [("s2", tuning.sink_cpus)]
+    assert reflectors[0].command == f"taskset -c 0 {reflectors[0].argv}"
+    unpinned = dataclasses.replace(reflectors[0], cpus=())
+    assert unpinned.command == unpinned.argv
+
+
+@pytest.fixture
+def sleeper():
+    """A process with an argv no other has, as a reflector in a container would be."""
+    argv = "sleep 3599.25"
+    proc = subprocess.Popen(argv.split())
+    yield proc, argv
+    proc.kill()
+    proc.wait()
+
+
+def allowed(pid: int) -> str:
+    return next(line.split()[1] for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                if line.startswith("Cpus_allowed_list"))
+
+
+def test_the_pin_script_pins_a_running_program_and_reports_what_the_kernel_kept(sleeper):
+    proc, argv = sleeper
+    program = placement.Program("c", 7007, argv, (0,))
+    done = subprocess.run(["sh", "-c", placement.pin_script([program])], capture_output=True, text=True, timeout=30, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["7007", str(proc.pid), "0", "0"]
+    assert allowed(proc.pid) == "0"
+    placement.check_pins("c", [program], done.stdout)
+    # a mix that does not pin it gives it every online CPU back
+    freed = dataclasses.replace(program, cpus=())
+    done = subprocess.run(["sh", "-c", placement.pin_script([freed])], capture_output=True, text=True, timeout=30, check=False)
+    assert done.returncode == 0, done.stderr
+    online = Path("/sys/devices/system/cpu/online").read_text().strip()
+    assert placement.parse_cpu_list(allowed(proc.pid)) == placement.parse_cpu_list(online)
+    placement.check_pins("c", [freed], done.stdout)
+
+
+def test_a_program_that_is_not_running_fails_the_pin_script_by_name():
+    program = placement.Program("c", 7007, "sleep 3599.75", (0,))
+    done = subprocess.run(["sh", "-c", placement.pin_script([program])], capture_output=True, text=True, timeout=30, check=False)
+    assert done.returncode == 1
+    assert "sleep 3599.75: not running" in done.stderr
+
+
+def test_a_pin_the_kernel_did_not_keep_or_a_missing_process_is_an_error():
+    program = placement.Program("s1", 7007, "prism-reflector -u -t -p 7007", (0,))
+    with pytest.raises(VerdictError, match=r"container s1: prism-reflector on port 7007 \(pid 312\) runs on CPUs "
+                                           r"0-1, not 0"):
+        placement.check_pins("s1", [program], "7007 312 0-1 0\n")
+    with pytest.raises(VerdictError, match=r"no prism-reflector process found for port\(s\) \[7007\]"):
+        placement.check_pins("s1", [program], "")
+
+
+class Recorder:
+    """A deployment that records what prepare asks of it."""
+
+    def __init__(self):
+        self.topology = topology_mod.load("two-vm")
+        self.prepared: set[tuple] = set()
+        self.calls: list[tuple] = []
+
+    def vm(self, name):
+        return _Shell(self.calls, name)
+
+    def container(self, name):
+        return _Shell(self.calls, name)
+
+
+@dataclasses.dataclass
+class _Shell:
+    calls: list
+    name: str
+
+    def run(self, command, check=False, timeout=None):
+        self.calls.append(("run", self.name, command))
+
+    def spawn(self, command, log=None):
+        self.calls.append(("spawn", self.name, command))
+
+
+def test_every_run_puts_the_placement_back_and_starts_each_program_once(monkeypatch):
+    pinned: list[list[placement.Program]] = []
+    rules: list[tuple[str, int]] = []
+    monkeypatch.setattr(placement, "pin", lambda deployment, found: pinned.append(found))
+    monkeypatch.setattr(run_mod, "install_ingress_rules", lambda deployment, c, n: rules.append((c, n)))
+    a = shipped()
+    server = a.tuning["server"]
+    b = dataclasses.replace(a, tuning={"server": dataclasses.replace(server, irq={"eth0": (1,)},
+                                                                     ingress_rules={"s2": 10})})
+    deployment = Recorder()
+    for mix in (a, b, a):
+        run_mod.prepare(deployment, mix)
+    irq = [c[2] for c in deployment.calls if c[0] == "run" and "smp_affinity_list" in str(c[2])]
+    assert len(irq) == 3 and "echo 0 >" in irq[0] and "echo 1 >" in irq[1] and "echo 0 >" in irq[2]
+    rps = [c for c in deployment.calls if c[0] == "run" and "rps_cpus" in str(c[2])]
+    assert len(rps) == 3
+    spawned = [c for c in deployment.calls if c[0] == "spawn"]
+    assert len(spawned) == len(placement.programs(deployment.topology, a))
+    assert len(pinned) == 3 and pinned[2] == placement.programs(deployment.topology, a)
+    assert rules == [("s2", 2000), ("s2", 10), ("s2", 2000)]
