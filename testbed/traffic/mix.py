@@ -117,6 +117,11 @@ class Mix:
         flood = dataclasses.replace(self.floods[0], name="priority-flood", dport=self.priority_ports[0])
         return dataclasses.replace(self, name=f"{self.name}-priority-flood", floods=(flood,))
 
+    def with_tuning(self, vm: str, **changes) -> Mix:
+        """The mix with some of one VM's tuning replaced, e.g. with_tuning("server", irq={"eth0": (1,)})."""
+        tuning = dataclasses.replace(self.tuning.get(vm, Tuning()), **changes)
+        return dataclasses.replace(self, tuning={**self.tuning, vm: tuning})
+
     def validate(self, topology: Topology) -> Mix:
         """Raise ConfigError naming the first problem on this topology; return self when sound."""
         where = f"{self.origin}: mix {self.name}"
