@@ -88,4 +88,34 @@ def test_a_slow_path_cannot_stretch_the_run():
     with server, connected(server) as sock:
         tcp_rr.run_flow(sock, flow, time.time_ns(), result, threading.Event())
     assert time.monotonic() - start < 3.0
-    assert result.skipped > 80 and len(result.records) + result.skipped == 100
+    assert result.skipped > 80 and len(result.records) == 100  # every slot is recorded
+    results = RunResults.from_records(result.records)
+    assert results.integrity("tcp").lost == result.skipped  # a skipped slot is a lost probe, in the tail
+    assert results.tail("tcp", 99).censored
+
+
+def test_a_request_that_waited_behind_a_slow_one_carries_the_wait():
+    """Closed loop, 10 ms slots, a 0.2 s stall on request 2: requests 3.. left late, and their latency
+    is timed from their slot, so the stall shows in every probe it delayed, not in one alone."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+
+    def stall_once() -> None:
+        conn, _ = server.accept()
+        with conn:
+            n = 0
+            while data := conn.recv(65536):
+                if n == 2:
+                    time.sleep(0.2)
+                conn.sendall(data)
+                n += 1
+
+    threading.Thread(target=stall_once, daemon=True).start()
+    flow = ProbeFlow("tcp", "s1", flow_id=1, protocol="tcp", rate=100, count=30)
+    result = tcp_rr.TcpRrResult()
+    with server, connected(server) as sock:
+        tcp_rr.run_flow(sock, flow, time.time_ns(), result, threading.Event())
+    rtts_ms = [(r.received_ns - r.sent_ns) / 1e6 for r in result.records]
+    assert rtts_ms[2] >= 200
+    assert all(rtt >= 200 - 10 * (i - 2) - 5 for i, rtt in enumerate(rtts_ms[3:8], start=3)), rtts_ms[:10]

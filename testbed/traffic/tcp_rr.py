@@ -6,11 +6,14 @@ handshake, ACKs and retransmissions are the kernel's, as for any TCP
 client, which scapy on a raw socket could not be without fighting the
 host's stack. As in netperf's TCP_RR, a request goes out only after the
 previous response arrived; a probe whose time came while the previous one
-was still out leaves late, and that lateness is recorded; slots that
-come after the schedule's end (plus a second) are not sent at all and are
-counted as skipped, so a slow path cannot stretch a run. The response's
-time is the kernel's receive timestamp of its last segment (SO_TIMESTAMPNS
-on the TCP socket), on the same clock as the send time.
+was still out leaves late. Every slot of the schedule is recorded, timed
+from when it was *due*, not from when it could leave: a request that waited
+behind a slow one carries that wait in its latency (otherwise a stall
+would hide itself, the coordinated omission of closed-loop probers).
+Slots that come after the schedule's end (plus a second) are not sent at
+all, so a slow path cannot stretch a run; they are recorded as lost and
+counted as skipped. The response's time is the kernel's receive timestamp
+of its last segment (SO_TIMESTAMPNS on the TCP socket).
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ class TcpRrResult:
     records: list[ProbeRecord] = field(default_factory=list)
     lateness_ns: list[int] = field(default_factory=list)
     error: str | None = None
-    skipped: int = 0  # slots past the schedule's end, never sent
+    skipped: int = 0  # slots past the schedule's end, never sent (recorded as lost)
 
 
 def connect(deployment: Deployment, flow) -> socket.socket:
@@ -95,14 +98,15 @@ def run_flow(sock: socket.socket, flow, start_ns: int, result: TcpRrResult, stop
     """Send flow's requests on its schedule (or late, one at a time), into result."""
     window_end = start_ns + int((flow.start + flow.count / flow.rate + 1.0) * 1e9)
     for seq in range(flow.count):
-        if time.time_ns() > window_end:
-            result.skipped = flow.count - seq
-            return
         due = start_ns + int((flow.start + seq / flow.rate) * 1e9)
+        if time.time_ns() > window_end:
+            result.skipped += 1
+            result.records.append(ProbeRecord(flow.name, seq, due, None, True, True))
+            continue
         while (now := time.time_ns()) < due and not stop.is_set():
             time.sleep(min((due - now) / 1e9, 0.05))
         if stop.is_set() or result.error:
-            result.records.append(ProbeRecord(flow.name, seq, now, None, True, True))
+            result.records.append(ProbeRecord(flow.name, seq, due, None, True, True))
             continue
         sent = time.time_ns()
         result.lateness_ns.append(sent - due)
@@ -110,7 +114,7 @@ def run_flow(sock: socket.socket, flow, start_ns: int, result: TcpRrResult, stop
             reply, stamp = _exchange(sock, probe.encode(flow.flow_id, seq, sent, flow.size))
         except (OSError, ConnectionError) as exc:
             result.error = f"{type(exc).__name__}: {exc}"
-            result.records.append(ProbeRecord(flow.name, seq, sent, None, True, True))
+            result.records.append(ProbeRecord(flow.name, seq, due, None, True, True))
             continue
         try:
             got = probe.decode(reply)
@@ -119,4 +123,4 @@ def run_flow(sock: socket.socket, flow, start_ns: int, result: TcpRrResult, stop
         except VerdictError:
             length_ok, crc_ok = False, False
         received = stamp if stamp is not None and stamp >= sent else time.time_ns()
-        result.records.append(ProbeRecord(flow.name, seq, sent, received, length_ok, crc_ok))
+        result.records.append(ProbeRecord(flow.name, seq, due, received, length_ok, crc_ok))  # timed from its slot
