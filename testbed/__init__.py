@@ -31,8 +31,11 @@ _PUBLIC = {
     "summarize": "testbed.analysis.latency",
     "FASTER": "testbed.analysis.latency",
     "SLOWER": "testbed.analysis.latency",
-    "INCONCLUSIVE": "testbed.analysis.rounds",
-    "over_rounds": "testbed.analysis.rounds",
+    "ABOVE": "testbed.analysis.latency",
+    "BELOW": "testbed.analysis.latency",
+    "INCONCLUSIVE": "testbed.analysis.judge",
+    "over_rounds": "testbed.analysis.judge",
+    "judge": "testbed.analysis.judge",
     "Deployment": "testbed.net.deployment",
     "Traffic": "testbed.harness.pytest_traffic",
 }

@@ -71,8 +71,12 @@ def _record(label: str, loaded: bool, p99_us: float, valid: bool | None, round_n
     regime = None if valid is None else {"required": True, "valid": valid, "standing": valid, "why": "x",
                                          "target_cpus": [1], "occupancy": 0.9 if valid else 0.1,
                                          "backlog_mean": 500, "backlog_drops": 10}
-    flow = {"class": "priority", "integrity": {"lost": 1, "sent": 10}, "summary": {"p99": p99_us}}
-    bulk = {"class": "bulk", "integrity": {"lost": 0, "sent": 10}, "summary": {"p99": 4 * p99_us}}
+    def rows(rtt_us: float, lost: int) -> list[list]:
+        return [[i, 0, None if i < lost else int(rtt_us * 1000), True, True] for i in range(10)]
+    flow = {"class": "priority", "integrity": {"lost": 1, "sent": 10}, "summary": {"p99": p99_us},
+            "probes": rows(p99_us, 0)}
+    bulk = {"class": "bulk", "integrity": {"lost": 0, "sent": 10}, "summary": {"p99": 4 * p99_us},
+            "probes": rows(4 * p99_us, 0)}
     return RunRecord(label=label, round=round_no, mix={"name": "m" if loaded else "m-unloaded", "loaded": loaded},
                      regime=regime, floods=[{"achieved_pps": 1000.0}], flows={"priority": flow, "bulk": bulk})
 
@@ -84,8 +88,8 @@ def test_the_report_shows_each_runs_regime_and_counts_only_valid_rounds():
     regime = regime_report.regime_rows(records)
     assert [row[-1] for row in regime[1:]] == ["valid", "INVALID", "valid"]
     (row,) = regime_report.round_rows(records)[1:]
-    assert row[0] == "vanilla" and row[1] == "2.0" and row[2] == "60.0 70.0" and row[4] == "2/3"
-    assert row[5] == "2/20" and row[6] == "260.0"  # loss and bulk over the valid rounds only
+    assert row[:3] == ["vanilla", "priority", "2.0"] and row[3] == "1.1:60.0 1.2:70.0" and row[5] == "2/3"
+    assert row[6] == "2/20" and row[7] == "260.0"  # loss and bulk over the valid rounds only
 
 
 def test_the_calibration_table_says_which_steps_held():
@@ -102,4 +106,4 @@ def test_round_rows_say_how_many_of_the_lost_probes_the_host_dropped():
     from testbed.analysis import regime_report
     record = _record("prism-sync", True, 9000, True)
     record.flows["priority"]["lost_at_host"] = 1
-    assert regime_report.round_rows([record])[1][5] == "1/10 (1 on the host)"
+    assert regime_report.round_rows([record])[1][6] == "1/10 (1 on the host)"

@@ -1,9 +1,4 @@
-"""testbed.analysis.rounds: t intervals over rounds on log scale, the dual gate, run records, verdict.json.
-
-The intervals are checked against numbers worked by hand and against a
-direct computation with scipy.stats.t (not the ttest functions the module
-calls), so a wrong degrees-of-freedom or standard error shows.
-"""
+"""testbed.analysis.rounds: which verdicts an experiment's records give, over which unit, and verdict.json."""
 
 from __future__ import annotations
 
@@ -11,188 +6,37 @@ import dataclasses
 import json
 import math
 import statistics
-import warnings
 
 import pytest
-from scipy import stats
 
+from testbed.analysis import regime_report
 from testbed.analysis.counted import excluded_runs
-from testbed.analysis.rounds import (
-    INCONCLUSIVE,
-    PRACTICAL_MINIMUM,
-    SCHEMA,
-    RoundVerdict,
-    over_rounds,
-    rise_over_rounds,
-    verdict_rows,
-    verdicts_from_records,
-    write_verdict_json,
-)
+from testbed.analysis.judge import BOOT, INCONCLUSIVE, ROUND, Verdict
+from testbed.analysis.latency import FASTER
+from testbed.analysis.rounds import SCHEMA, rise_over_rounds, verdict_rows, verdicts_from_records, write_verdict_json
 from testbed.analysis.run_record import RunRecord
-from testbed.analysis.verdict import FASTER, SLOWER
 from testbed.core.errors import VerdictError
 
-# per-round log ratios ln 0.5 + (0.1, -0.1, 0): mean ln 0.5, sd 0.1, se 0.1/sqrt 3, t(0.975, df 2) = 4.30265
-PAIRED_A = [500 * math.exp(0.1), 1000 * math.exp(-0.1), 2000.0]
-PAIRED_B = [1000.0, 2000.0, 4000.0]
-PAIRED_CI = (0.5 * math.exp(-4.30265273 * 0.1 / math.sqrt(3)), 0.5 * math.exp(4.30265273 * 0.1 / math.sqrt(3)))
+
+def probes(p99_us: float | None, n: int = 100, lost: int = 0) -> list[list]:
+    """n probe rows whose intact RTTs are all p99_us (so every percentile is p99_us), then `lost` lost ones."""
+    rows = [[i, i * 1000, None if p99_us is None else int(p99_us * 1000), True, True] for i in range(n)]
+    return rows + [[n + i, (n + i) * 1000, None, True, True] for i in range(lost)]
 
 
-def welch_by_hand(a: list[float], b: list[float], level: float = 0.95) -> tuple[float, float, float]:
-    """ratio and CI from the textbook formulas: se from the two variances, Welch–Satterthwaite df."""
-    la, lb = [math.log(x) for x in a], [math.log(x) for x in b]
-    qa, qb = statistics.variance(la) / len(la), statistics.variance(lb) / len(lb)
-    df = (qa + qb) ** 2 / (qa ** 2 / (len(la) - 1) + qb ** 2 / (len(lb) - 1))
-    d = statistics.fmean(la) - statistics.fmean(lb)
-    half = stats.t.ppf((1 + level) / 2, df) * math.sqrt(qa + qb)
-    return math.exp(d), math.exp(d - half), math.exp(d + half)
-
-
-# --- over_rounds ------------------------------------------------------------------------------
-
-
-def test_paired_interval_matches_the_hand_computation():
-    v = over_rounds("priority", "prism-sync", PAIRED_A, "prism-sync", PAIRED_B, paired=True, b_flow="bulk")
-    assert v.ratio == pytest.approx(0.5, rel=1e-12)
-    assert (v.ci.low, v.ci.high) == pytest.approx(PAIRED_CI, rel=1e-6)
-    assert (v.ci.low, v.ci.high) == pytest.approx((0.390019, 0.640995), abs=1e-6)
-    assert v.verdict == FASTER and v.paired and v.valid_rounds == (3, 3) and v.reason is None
-    assert not v.min_max_disjoint  # the rounds overlap; only pairing shows the effect
-
-
-def test_the_same_values_unpaired_are_inconclusive():
-    """Across boots the round-to-round spread (1 to 4 ms) swamps a halving that pairing sees."""
-    v = over_rounds("priority", "prism-sync", PAIRED_A, "vanilla", PAIRED_B)
-    assert v.ratio == pytest.approx(0.5, rel=1e-12)
-    assert v.ci.low < 0.2 and v.ci.high > 2
-    assert v.verdict == INCONCLUSIVE and v.reason is None and not v.paired
-
-
-def test_welch_interval_matches_scipy_t_directly():
-    a, b = [100.0, 120.0, 90.0, 110.0, 105.0], [200.0, 260.0, 180.0, 230.0, 210.0]
-    v = over_rounds("priority", "prism-sync", a, "vanilla", b)
-    ratio, low, high = welch_by_hand(a, b)
-    assert v.ratio == pytest.approx(ratio, rel=1e-12)
-    assert (v.ci.low, v.ci.high) == pytest.approx((low, high), rel=1e-9)
-    assert (v.ci.low, v.ci.high) == pytest.approx((0.40586, 0.58605), abs=1e-5)
-    assert v.verdict == FASTER and v.min_max_disjoint and v.valid_rounds == (5, 5)
-
-
-def test_welch_level_is_honoured():
-    a, b = [100.0, 120.0, 90.0, 110.0, 105.0], [200.0, 260.0, 180.0, 230.0, 210.0]
-    v90, v99 = (over_rounds("f", "x", a, "y", b, level=lv) for lv in (0.90, 0.99))
-    assert (v90.ci.low, v90.ci.high) == pytest.approx(welch_by_hand(a, b, 0.90)[1:], rel=1e-9)
-    assert v99.ci.low < v90.ci.low and v99.ci.high > v90.ci.high and v99.ci.level == 0.99
-
-
-def test_slower_is_the_mirror_of_faster():
-    a, b = [200.0, 260.0, 180.0, 230.0, 210.0], [100.0, 120.0, 90.0, 110.0, 105.0]
-    v = over_rounds("priority", "prism-sync", a, "vanilla", b)
-    assert v.verdict == SLOWER and v.ci.low > 1
-    assert v.ratio == pytest.approx(1 / welch_by_hand(b, a)[0], rel=1e-12)
-
-
-NEAR_A = [95.0, 96.0, 94.0, 95.5, 94.5]
-NEAR_B = [100.0, 101.0, 99.0, 100.5, 99.5]
-
-
-def test_dual_gate_a_sure_but_small_gain_is_inconclusive():
-    v = over_rounds("priority", "prism-sync", NEAR_A, "vanilla", NEAR_B)
-    assert v.ci.high < 1  # the interval alone would say faster
-    assert v.ratio == pytest.approx(0.95, abs=1e-3)
-    assert PRACTICAL_MINIMUM == 0.10 and v.practical_minimum == 0.10
-    assert v.verdict == INCONCLUSIVE and v.reason is None
-    assert over_rounds("priority", "prism-sync", NEAR_A, "vanilla", NEAR_B, practical=0.01).verdict == FASTER
-
-
-def test_dual_gate_a_sure_but_small_loss_is_inconclusive():
-    v = over_rounds("priority", "prism-sync", NEAR_B, "vanilla", NEAR_A)
-    assert v.ci.low > 1 and v.ratio == pytest.approx(1 / 0.95, abs=1e-3)
-    assert v.verdict == INCONCLUSIVE  # 1.053 < 1 / 0.9
-    assert over_rounds("priority", "prism-sync", NEAR_B, "vanilla", NEAR_A, practical=0.01).verdict == SLOWER
-
-
-def test_dual_gate_a_large_but_unsure_effect_is_inconclusive():
-    v = over_rounds("priority", "a", [20.0, 200.0, 30.0], "b", [100.0, 110.0, 90.0])
-    assert v.ratio < 1 - PRACTICAL_MINIMUM and v.ci.high > 1
-    assert v.verdict == INCONCLUSIVE
-
-
-@pytest.mark.parametrize("a, b, counts", [([100.0], [200.0, 210.0], "a has 1 valid round, b 2 valid rounds"),
-                                          ([100.0, 110.0], [], "a has 2 valid rounds, b 0 valid rounds")])
-def test_fewer_than_two_rounds_is_inconclusive_and_says_why(a, b, counts):
-    v = over_rounds("priority", "a", a, "b", b)
-    assert v.verdict == INCONCLUSIVE and v.reason is not None and v.reason.startswith(counts)
-    assert math.isnan(v.ci.low) and math.isnan(v.ci.high)
-    assert v.valid_rounds == (len(a), len(b))
-
-
-def test_one_round_still_gives_the_point_ratio():
-    v = over_rounds("priority", "a", [100.0], "b", [200.0, 50.0])
-    assert v.ratio == pytest.approx(1.0)  # 100 against the geometric mean of 200 and 50
-    assert math.isnan(over_rounds("priority", "a", [], "b", [200.0, 50.0]).ratio)
-
-
-def test_paired_needs_two_pairs():
-    v = over_rounds("priority", "x", [100.0], "x", [200.0], paired=True, b_flow="bulk")
-    assert v.verdict == INCONCLUSIVE and "1 round with both priority and bulk valid" in v.reason
-
-
-def test_zero_variance_gives_the_point_not_nan():
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # scipy warns about catastrophic cancellation on constant data
-        v = over_rounds("priority", "a", [100.0] * 4, "b", [200.0] * 3)
-        p = over_rounds("priority", "a", [100.0, 200.0, 400.0], "a", [200.0, 400.0, 800.0], paired=True)
-    assert (v.ratio, v.ci.low, v.ci.high) == pytest.approx((0.5, 0.5, 0.5), rel=1e-12)
-    assert v.verdict == FASTER and v.min_max_disjoint
-    assert (p.ratio, p.ci.low, p.ci.high) == pytest.approx((0.5, 0.5, 0.5), rel=1e-12)
-    assert p.verdict == FASTER
-
-
-def test_zero_variance_on_one_side_is_welch_with_the_other_sides_df():
-    """Welch with one variance 0: se = sd_b / sqrt(n_b), df = n_b - 1."""
-    b = [200.0, 240.0, 180.0]
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        v = over_rounds("priority", "a", [100.0] * 3, "b", b)
-    lb = [math.log(x) for x in b]
-    d = math.log(100) - statistics.fmean(lb)
-    half = stats.t.ppf(0.975, 2) * statistics.stdev(lb) / math.sqrt(3)
-    assert (v.ci.low, v.ci.high) == pytest.approx((math.exp(d - half), math.exp(d + half)), rel=1e-9)
-
-
-@pytest.mark.parametrize("bad", [0, -5.0, math.nan, math.inf, "12", None, True])
-def test_bad_values_raise_naming_flow_and_condition(bad):
-    with pytest.raises(VerdictError, match=r"flow 'priority', condition 'vanilla'"):
-        over_rounds("priority", "prism-sync", [100.0, 110.0], "vanilla", [100.0, bad])
-
-
-def test_paired_lengths_must_match_and_level_must_be_a_fraction():
-    with pytest.raises(VerdictError, match="paired"):
-        over_rounds("priority", "a", [1.0, 2.0, 3.0], "a", [1.0, 2.0], paired=True)
-    with pytest.raises(VerdictError, match="confidence level"):
-        over_rounds("priority", "a", [1.0, 2.0], "b", [1.0, 2.0], level=95)
-    with pytest.raises(VerdictError, match="practical"):
-        over_rounds("priority", "a", [1.0, 2.0], "b", [1.0, 2.0], practical=1.0)
-
-
-def test_min_max_disjoint_is_lkp_style():
-    assert over_rounds("f", "a", [1.0, 2.0], "b", [3.0, 4.0]).min_max_disjoint
-    assert over_rounds("f", "a", [5.0, 6.0], "b", [3.0, 4.0]).min_max_disjoint
-    assert not over_rounds("f", "a", [1.0, 3.5], "b", [3.0, 4.0]).min_max_disjoint
-
-
-# --- run records ------------------------------------------------------------------------------
-
-
-def run(label: str, rnd: int | None, *, loaded: bool = True, valid: bool | None = True, why: str = "",
-        priority: float | None = 1000.0, bulk: float | None = 5000.0, mix: str = "overlay-flood") -> RunRecord:
+def run(label: str, rnd: int | None, *, boot: int | None = None, kernel: str | None = None,
+        setting: str | None = None, loaded: bool = True, valid: bool | None = True, why: str = "",
+        priority: float | None = 1000.0, bulk: float | None = 5000.0, lost: int = 0, mix: str = "overlay-flood",
+        names: tuple[str, str] = ("priority", "bulk")) -> RunRecord:
     """A run record as the experiment writes it, with only the fields verdicts read."""
-    def flow(cls: str, p99: float | None) -> dict:
-        summary = None if p99 is None else {"p50": p99 / 2, "p90": p99 * 0.8, "p99": p99, "p999": p99 * 1.2}
-        return {"class": cls, "summary": summary, "integrity": {"sent": 100}}
+    def flow(cls: str, p99: float | None, lost: int = 0) -> dict:
+        rows = probes(p99, lost=lost)
+        summary = None if p99 is None else {"p50": p99, "p99": p99}
+        return {"class": cls, "summary": summary, "probes": rows,
+                "integrity": {"sent": len(rows), "lost": lost + (100 if p99 is None else 0)}}
     r = {"label": label, "mix": {"name": mix if loaded else f"{mix}-unloaded", "loaded": loaded},
-         "flows": {"priority": flow("priority", priority), "bulk": flow("bulk", bulk)}}
+         "flows": {names[0]: flow("priority", priority, lost), names[1]: flow("bulk", bulk)},
+         "kernel_label": kernel, "setting": setting, "boot": boot}
     if rnd is not None:
         r["round"] = rnd
     if valid is not None:
@@ -200,156 +44,155 @@ def run(label: str, rnd: int | None, *, loaded: bool = True, valid: bool | None 
     return RunRecord.from_dict(r)
 
 
+# p99 in µs per (kernel condition, boot, round): prism's settings on prism's boots, vanilla on its own
+VANILLA = {1: (1000.0, 1100.0), 2: (950.0, 1050.0), 3: (1200.0, 1000.0)}
+OFF = {1: (900.0, 1000.0), 2: (1100.0, 950.0), 3: (1000.0, 1050.0)}
+SYNC = {1: (200.0, 210.0), 2: (190.0, 205.0), 3: (220.0, 200.0)}
+
+
 def experiment() -> list[RunRecord]:
-    """prism-sync first on purpose (baseline must still come first); one invalid round, one lost flow."""
+    """Three boots a kernel, two rounds a boot; prism's conditions first on purpose."""
     recs = []
-    for rnd, (sync, van, off) in enumerate([(200.0, 1000.0, 900.0), (210.0, 1100.0, 1000.0),
-                                            (190.0, 950.0, 1100.0), (205.0, 1050.0, 950.0)], start=1):
-        recs.append(run("prism-sync", rnd, priority=sync, bulk=sync * 20, valid=rnd != 2,
-                        why="invalid: no receiver saturated" if rnd == 2 else ""))
-        recs.append(run("vanilla", rnd, priority=None if rnd == 3 else van, bulk=van * 1.1))
-        recs.append(run("prism-off", rnd, priority=off, bulk=off))
-        recs.append(run("vanilla", rnd, loaded=False, valid=None, priority=100.0 + rnd))
+    for boot in (1, 2, 3):
+        for rnd in (1, 2):
+            recs.append(run("prism/sync", rnd, boot=boot, kernel="prism", setting="sync",
+                            priority=SYNC[boot][rnd - 1], bulk=SYNC[boot][rnd - 1] * 20))
+            recs.append(run("prism/off", rnd, boot=boot, kernel="prism", setting="off",
+                            priority=OFF[boot][rnd - 1], bulk=OFF[boot][rnd - 1]))
+            recs.append(run("vanilla", rnd, boot=boot, kernel="vanilla", priority=VANILLA[boot][rnd - 1]))
+    recs.append(run("vanilla", 1, boot=0, kernel="vanilla", loaded=False, valid=None, priority=100.0))
     return recs
 
 
-def test_verdicts_from_records_order_and_pairing():
+def geo(xs) -> float:
+    return math.exp(statistics.fmean(math.log(x) for x in xs))
+
+
+def test_kernels_are_judged_over_boots_settings_and_flows_over_rounds():
     vs = verdicts_from_records(experiment())
-    assert [(v.flow, v.a, v.b, v.b_flow, v.paired) for v in vs] == [
-        ("priority", "prism-sync", "vanilla", None, False),
-        ("priority", "prism-off", "vanilla", None, False),
-        ("priority", "vanilla", "vanilla", "bulk", True),
-        ("priority", "prism-sync", "prism-sync", "bulk", True),
-        ("priority", "prism-off", "prism-off", "bulk", True),
+    assert [(v.flow, v.a, v.b, v.b_flow, v.unit, v.paired) for v in vs] == [
+        ("priority", "prism/sync", "vanilla", None, BOOT, False),
+        ("priority", "prism/off", "vanilla", None, BOOT, False),
+        ("priority", "prism/sync", "prism/off", None, ROUND, True),
+        ("priority", "prism/sync", "prism/sync", "bulk", ROUND, True),
+        ("priority", "prism/off", "prism/off", "bulk", ROUND, True),
+        ("priority", "vanilla", "vanilla", "bulk", ROUND, True),
     ]
-    sync, off, van_pb, sync_pb, off_pb = vs
-    assert sync.a_values == (200.0, 190.0, 205.0)  # round 2 invalid
-    assert sync.b_values == (1000.0, 1100.0, 1050.0)  # vanilla round 3: no priority probe came back
-    assert sync.valid_rounds == (3, 3) and sync.verdict == FASTER
-    assert off.verdict == INCONCLUSIVE
-    assert van_pb.a_values == (1000.0, 1100.0, 1050.0) and van_pb.b_values == (1100.0, 1210.0, 1155.0)
-    assert van_pb.ratio == pytest.approx(1 / 1.1) and van_pb.verdict == INCONCLUSIVE  # 0.91: a tenth not quite
-    assert sync_pb.ratio == pytest.approx(1 / 20) and sync_pb.verdict == FASTER
-    assert off_pb.verdict == INCONCLUSIVE and off_pb.ci.low == pytest.approx(1.0)  # zero variance, ratio exactly 1
+    sync_v, off_v, sync_off = vs[:3]
+    assert sync_v.units == (3, 3) and sync_v.runs == (6, 6)
+    assert sync_v.a_values == pytest.approx([geo(SYNC[b]) for b in (1, 2, 3)])
+    assert sync_v.b_values == pytest.approx([geo(VANILLA[b]) for b in (1, 2, 3)])
+    assert sync_v.verdict == FASTER and off_v.verdict == INCONCLUSIVE
+    assert sync_off.units == (6, 6) and sync_off.a_values == (200.0, 210.0, 190.0, 205.0, 220.0, 200.0)
+    assert sync_off.verdict == FASTER
 
 
-def test_other_percentiles_use_their_summary_key():
-    vs = verdicts_from_records(experiment(), percentile=99.9)
-    assert vs[0].a_values == pytest.approx((240.0, 228.0, 246.0)) and vs[0].percentile == 99.9
-    with pytest.raises(VerdictError, match="no p95"):
-        verdicts_from_records(experiment(), percentile=95)
+def test_the_baseline_can_be_any_kernel():
+    vs = verdicts_from_records(experiment(), baseline="prism")
+    kernel_vs = [(v.a, v.b) for v in vs if v.unit == BOOT]
+    assert kernel_vs == [("vanilla", "prism/off")]  # a kernel without settings meets the reference setting
+    with pytest.raises(VerdictError, match="baseline 'mine' has no loaded runs"):
+        verdicts_from_records(experiment(), baseline="mine")
 
 
-def test_excluded_runs_lists_invalid_runs_and_empty_flows():
-    assert excluded_runs(experiment()) == [
-        {"label": "prism-sync", "round": 2, "attempt": None, "mix": "overlay-flood", "loaded": True, "flow": None,
-         "why": "invalid: no receiver saturated"},
-        {"label": "vanilla", "round": 3, "attempt": None, "mix": "overlay-flood", "loaded": True, "flow": "priority",
-         "why": "flow 'priority': no probe came back intact (100 sent)"},
-    ]
+def test_the_same_kernel_twice_is_judged_like_two():
+    recs = [run("vanilla", 1, boot=b, kernel="vanilla", priority=p) for b, p in ((1, 1000.0), (2, 1100.0))]
+    recs += [run("vanilla#2", 1, boot=b, kernel="vanilla#2", priority=p) for b, p in ((1, 1050.0), (2, 1000.0))]
+    v = verdicts_from_records(recs, baseline="vanilla")[0]
+    assert (v.a, v.b, v.unit, v.units) == ("vanilla#2", "vanilla", BOOT, (2, 2)) and v.verdict == INCONCLUSIVE
 
 
-def test_loaded_runs_without_regime_do_not_count_and_old_records_are_round_one():
-    recs = [run("vanilla", None, valid=None), run("vanilla", 2), run("vanilla", 3)]
+def test_a_run_whose_flow_lost_everything_counts_as_a_lower_bound_not_a_gap():
+    recs = experiment()
+    recs[2] = dataclasses.replace(recs[2], flows={**recs[2].flows, "priority": run("x", 1, priority=None).flows["priority"]})
+    v = verdicts_from_records(recs)[0]
+    assert v.b == "vanilla" and v.units == (3, 3) and v.b_censored == (True, False, False)
+    assert v.verdict == FASTER  # a lower bound on the baseline still allows faster
+    assert v.loss[1] == (100, 600)
+    assert excluded_runs(recs)[0]["why"].startswith("flow 'priority': no probe came back intact")
+
+
+def test_lost_probes_are_in_the_tail_and_in_the_verdict():
+    recs = experiment()
+    recs[2] = run("vanilla", 1, boot=1, kernel="vanilla", priority=1000.0, lost=2)  # 2 of 102: p99 censored
+    v = verdicts_from_records(recs)[0]
+    assert v.b_censored == (True, False, False) and v.loss[1] == (2, 602)
+
+
+def test_tables_and_verdicts_pick_flows_by_class_whatever_the_mix_calls_them():
+    names = ("rpc-latency", "backup-stream")
+    recs = [run(label, rnd, boot=b, kernel=label, priority=p * (1 + rnd / 100), names=names)
+            for label, p in (("vanilla", 1000.0), ("mine", 300.0)) for b in (1, 2) for rnd in (1, 2)]
     vs = verdicts_from_records(recs)
-    assert vs[0].valid_rounds == (2, 2)  # only the paired verdict: there is nothing but the baseline
-    assert excluded_runs(recs) == [{"label": "vanilla", "round": 1, "attempt": None, "mix": "overlay-flood",
-                                    "loaded": True, "flow": None,
-                                    "why": "no regime recorded, so the load was never checked"}]
+    assert {(v.flow, v.b_flow) for v in vs} == {("rpc-latency", None), ("rpc-latency", "backup-stream")}
+    rows = regime_report.round_rows(recs)
+    assert rows[0][-1] == "backup-stream p99 median ms"
+    assert [r[:2] for r in rows[1:]] == [["vanilla", "rpc-latency"], ["mine", "rpc-latency"]]
+    assert rows[1][3].startswith("1.1:1.0") and rows[1][-1] == "5.0"
+    summaries = regime_report.breakdown_summaries(recs)
+    assert set(summaries) == {"vanilla", "mine"}
 
 
-def test_a_retried_round_counts_its_valid_try_once_and_lists_the_failed_one():
-    failed = dataclasses.replace(run("vanilla", 2, valid=False, why="no standing queue", priority=1.0), attempt=1)
-    recs = [run("vanilla", 1), failed, dataclasses.replace(run("vanilla", 2, priority=1200.0), attempt=2)]
-    pb = verdicts_from_records(recs)[0]
-    assert pb.a_values == (1000.0, 1200.0) and pb.valid_rounds == (2, 2)
-    assert [(e["round"], e["attempt"], e["why"]) for e in excluded_runs(recs)] == [(2, 1, "no standing queue")]
-
-
-def test_a_condition_with_no_valid_round_still_gets_an_inconclusive_row():
-    recs = [run("vanilla", n) for n in (1, 2)] + [run("prism-sync", n, valid=False, why="x") for n in (1, 2)]
-    vs = {(v.a, v.paired): v for v in verdicts_from_records(recs)}
-    assert vs["prism-sync", False].reason.startswith("prism-sync has 0 valid rounds, vanilla 2 valid rounds")
-    assert vs["prism-sync", True].verdict == INCONCLUSIVE
+def test_excluded_runs_name_the_boot():
+    recs = experiment() + [run("vanilla", 3, boot=1, kernel="vanilla", valid=False, why="no standing queue")]
+    assert excluded_runs(recs) == [{"label": "vanilla", "boot": 1, "round": 3, "attempt": None,
+                                    "mix": "overlay-flood", "loaded": True, "flow": None, "why": "no standing queue"}]
 
 
 def test_records_that_cannot_be_judged_raise():
-    with pytest.raises(VerdictError, match="round 1 is recorded twice"):
+    with pytest.raises(VerdictError, match="boot 1 round 1 is recorded twice"):
         verdicts_from_records([run("vanilla", 1), run("vanilla", 1)])
+    assert len(verdicts_from_records([run("vanilla", 1, boot=1), run("vanilla", 1, boot=2)])) == 1
     with pytest.raises(VerdictError, match="2 mixes"):
         verdicts_from_records([run("vanilla", 1), run("vanilla", 1, mix="other")])
-    assert verdicts_from_records([run("vanilla", 1), run("vanilla", 1, mix="other")], mix="other")
     with pytest.raises(VerdictError, match="round 0"):
         verdicts_from_records([run("vanilla", 0)])
     with pytest.raises(VerdictError, match="regime"):
         verdicts_from_records([dataclasses.replace(run("vanilla", 1), regime="valid")])
-    with pytest.raises(VerdictError, match="condition 'prism-sync'"):
-        verdicts_from_records([run("vanilla", 1), run("prism-sync", 1, priority=0.0)])
-
-
-def test_rise_over_rounds_with_one_unloaded_run():
-    recs = [run("vanilla", 1, priority=4000.0), run("vanilla", 2, priority=9000.0),
-            run("vanilla", 3, priority=1.0, valid=False), run("vanilla", 1, loaded=False, valid=None, priority=1000.0)]
-    rise = rise_over_rounds(recs, "vanilla", "priority")
-    assert rise.loaded_values == (4000.0, 9000.0) and rise.unloaded_values == (1000.0,)
-    assert rise.ratio == pytest.approx(6.0) and rise.ci is None and rise.reason is None
-    d = rise.to_dict()
-    assert d["ci"] is None and d["ratio"] == pytest.approx(6.0)
-
-
-def test_rise_over_rounds_with_rounds_on_both_sides_has_a_ci():
-    recs = experiment()
-    rise = rise_over_rounds(recs, "vanilla", "priority")
-    assert rise.unloaded_values == (101.0, 102.0, 103.0, 104.0)
-    loaded, unloaded = [1000.0, 1100.0, 1050.0], [101.0, 102.0, 103.0, 104.0]
-    ratio, low, high = welch_by_hand(loaded, unloaded)
-    assert rise.ratio == pytest.approx(ratio) and (rise.ci.low, rise.ci.high) == pytest.approx((low, high), rel=1e-9)
-    none = rise_over_rounds(recs, "prism-off", "priority")  # no unloaded run of prism-off
-    assert math.isnan(none.ratio) and "0 unloaded" in none.reason
-
-
-# --- output -----------------------------------------------------------------------------------
-
-
-def test_verdict_rows():
-    vs = verdicts_from_records(experiment())
-    rows = verdict_rows(vs)
-    assert rows[0] == ["flow", "a", "b", "a p99 ms by round", "b p99 ms by round", "ratio a/b", "95% CI", "verdict",
-                       "valid rounds"]
-    assert rows[1][:5] == ["priority", "prism-sync", "vanilla", "0.20 0.19 0.20", "1.00 1.10 1.05"]
-    assert rows[1][7:] == ["faster", "3/3"] and rows[1][6].startswith("[0.1")
-    assert rows[3][0] == "priority vs bulk"
-    short = verdict_rows([over_rounds("f", "a", [1.0], "b", [2.0, 3.0])])[1]
-    assert short[6] == "-" and short[7].startswith("inconclusive (a has 1 valid round")
-
-
-def test_verdict_json_round_trips(tmp_path):
-    recs = experiment()
-    vs = verdicts_from_records(recs) + [over_rounds("f", "a", [], "b", [2.0, 3.0])]
-    rises = [rise_over_rounds(recs, "vanilla", "priority"), rise_over_rounds(recs, "prism-off", "priority")]
-    path = write_verdict_json(tmp_path / "out" / "verdict.json", host={"cpus": 2, "accel": "tcg"}, rounds=4,
-                              verdicts=vs, rises=rises, calibration=None, excluded=excluded_runs(recs))
-    assert [p.name for p in path.parent.iterdir()] == ["verdict.json"]  # no temp file left
-    doc = json.loads(path.read_text())
-    assert doc["schema"] == SCHEMA == "prism-testbed/verdict/1"
-    assert doc["rounds"] == 4 and doc["host"] == {"cpus": 2, "accel": "tcg"} and doc["calibration"] is None
-    first = doc["verdicts"][0]
-    assert (first["flow"], first["a"], first["b"], first["percentile"], first["verdict"]) == (
-        "priority", "prism-sync", "vanilla", 99, "faster")
-    assert first["valid_rounds"] == [3, 3] and first["ci"] == pytest.approx([vs[0].ci.low, vs[0].ci.high])
-    assert doc["verdicts"][-1]["ratio"] is None and doc["verdicts"][-1]["ci"] == [None, None]
-    assert doc["rises"][1]["ratio"] is None
-    assert doc["excluded"][0] == {"label": "prism-sync", "round": 2, "attempt": None, "mix": "overlay-flood",
-                                  "loaded": True, "flow": None, "why": "invalid: no receiver saturated"}
-    back = [RoundVerdict.from_dict(d) for d in doc["verdicts"]]
-    assert back[:-1] == vs[:-1]
-    assert [b.to_dict() for b in back] == doc["verdicts"]
 
 
 def test_a_run_whose_prober_dropped_replies_does_not_count():
     """Its losses would be the host's, counted as the guest's; loaded or not."""
     dropped = dataclasses.replace(run("vanilla", 2, priority=5.0), prober={"foreign": 0, "receive_drops": 17})
-    recs = [run("vanilla", 1), dropped, run("vanilla", 3), dataclasses.replace(run("vanilla", 4), prober={"receive_drops": 0})]
-    assert verdicts_from_records(recs)[0].valid_rounds == (3, 3)
+    recs = [run("vanilla", 1), dropped, run("vanilla", 3)]
+    assert verdicts_from_records(recs)[0].units == (2, 2)
     assert [(e["round"], e["why"]) for e in excluded_runs(recs)] == [
         (2, "the host prober's receive socket dropped 17 frames (host too busy to read them)")]
+
+
+def test_rise_over_rounds():
+    rise = rise_over_rounds(experiment(), "vanilla", "priority")
+    assert rise.unloaded_values == (100.0,) and rise.ci is None
+    assert rise.ratio == pytest.approx(geo([v for b in VANILLA.values() for v in b]) / 100.0)
+    assert "0 unloaded" in rise_over_rounds(experiment(), "prism/off", "priority").reason
+
+
+def test_verdict_rows_show_unit_censoring_and_loss():
+    recs = experiment()
+    recs[2] = run("vanilla", 1, boot=1, kernel="vanilla", priority=1000.0, lost=2)
+    rows = verdict_rows(verdicts_from_records(recs))
+    assert rows[0][3:5] == ["unit", "a p99 ms by unit"] and rows[0][-2:] == ["lost a", "lost b"]
+    assert rows[1][3] == "boot" and rows[1][5].startswith(">1.05 ") and rows[1][-1] == "2/602 (0.3%)"
+
+
+def test_verdict_json_round_trips(tmp_path):
+    recs = experiment()
+    vs = verdicts_from_records(recs)
+    tries = [{"label": "vanilla", "outcome": o} for o in ("valid", "invalid", "failed", "valid")]
+    path = write_verdict_json(tmp_path / "out" / "verdict.json", host={"cpus": 2}, verdicts=vs,
+                              rises=[rise_over_rounds(recs, "vanilla", "priority")], calibration=None,
+                              excluded=excluded_runs(recs), design={"baseline": "vanilla", "boots_per_kernel": 3},
+                              tries=tries)
+    assert [p.name for p in path.parent.iterdir()] == ["verdict.json"]  # no temp file left
+    doc = json.loads(path.read_text())
+    assert doc["schema"] == SCHEMA == "prism-testbed/verdict/2"
+    assert doc["design"]["baseline"] == "vanilla"
+    assert doc["tries_by_condition"] == {"vanilla": {"valid": 2, "invalid": 1, "failed": 1}}
+    first = doc["verdicts"][0]
+    assert (first["a"], first["b"], first["unit"], first["units"], first["runs"]) == (
+        "prism/sync", "vanilla", "boot", [3, 3], [6, 6])
+    assert first["loss"] == {"a": {"lost": 0, "sent": 600}, "b": {"lost": 0, "sent": 600}}
+    back = [Verdict.from_dict(d) for d in doc["verdicts"]]
+    assert back == vs and [b.to_dict() for b in back] == doc["verdicts"]
+    short = [v for v in vs if v.verdict == INCONCLUSIVE]
+    assert all(v.reason for v in short)

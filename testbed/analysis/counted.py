@@ -11,13 +11,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 
 from ..core.errors import VerdictError
-from .records import prober_problem
+from .records import ProbeRow, prober_problem
 from .run_record import RunRecord
-
-
-def summary_key(percentile: float) -> str:
-    """The summary key of a percentile: 99 is p99, 99.9 is p999."""
-    return "p" + f"{percentile:g}".replace(".", "")
+from .tail import Tail, tail_of
 
 
 def round_of(record: RunRecord) -> int:
@@ -56,7 +52,7 @@ def excluded_runs(records: Iterable[RunRecord]) -> list[dict]:
     """
     out = []
     for r in records:
-        entry = {"label": r.label, "round": round_of(r), "attempt": r.attempt, "mix": r.mix["name"],
+        entry = {"label": r.label, "boot": r.boot_no, "round": round_of(r), "attempt": r.attempt, "mix": r.mix["name"],
                  "loaded": r.mix["loaded"]}
         problem = run_problem(r)
         if problem is not None:
@@ -78,31 +74,33 @@ def loaded_mix(records: Sequence[RunRecord], mix: str | None) -> str:
     return names[0]
 
 
-def loaded_rounds(records: Sequence[RunRecord], mix: str) -> dict[str, dict[int, RunRecord]]:
-    """The valid loaded runs of the mix: label -> round -> record, rounds ascending; every label seen is a key."""
-    out: dict[str, dict[int, RunRecord]] = {}
+def loaded_runs(records: Sequence[RunRecord], mix: str) -> dict[str, dict[tuple[int, int], RunRecord]]:
+    """The valid loaded runs of the mix: label -> (boot, round) -> record, ascending; every label seen is a key."""
+    out: dict[str, dict[tuple[int, int], RunRecord]] = {}
     for r in records:
         if not r.mix["loaded"] or r.mix["name"] != mix:
             continue
         runs = out.setdefault(r.label, {})
         if run_problem(r) is not None:
             continue
-        n = round_of(r)
-        if n in runs:
-            raise VerdictError(f"{r.label} {mix} round {n} is recorded twice ({runs[n].where()}, {r.where()})")
-        runs[n] = r
+        key = (r.boot_no, round_of(r))
+        if key in runs:
+            raise VerdictError(f"{r.label} {mix} boot {key[0]} round {key[1]} is recorded twice "
+                               f"({runs[key].where()}, {r.where()})")
+        runs[key] = r
     return {label: dict(sorted(runs.items())) for label, runs in out.items()}
 
 
-def value_of(record: RunRecord, flow: str, percentile: float) -> float | None:
-    """The flow's percentile in the run, None when the flow has no summary (or is not in the run)."""
+def value_of(record: RunRecord, flow: str, percentile: float) -> Tail | None:
+    """The flow's percentile in the run over the probes it sent, a lost one counting as slower than any
+    (testbed.analysis.tail); None when no probe came back intact (or the flow is not in the run)."""
     f = record.flows.get(flow)
-    if f is None or f.get("summary") is None:
+    if f is None:
         return None
-    key = summary_key(percentile)
-    if key not in f["summary"]:
-        raise VerdictError(f"{record.where()}: flow {flow!r} summary has no {key} (has {', '.join(f['summary'])})")
-    return f["summary"][key]
+    if not 0 <= percentile <= 100:
+        raise VerdictError(f"percentile {percentile} is outside 0..100")
+    rows = [ProbeRow.from_list(p) for p in f.get("probes", [])]
+    return tail_of((r.intact_rtt_ns / 1000 for r in rows if r.intact_rtt_ns is not None), len(rows), percentile)
 
 
 def flows_of_class(runs: Iterable[RunRecord], cls: str) -> list[str]:

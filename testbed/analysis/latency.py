@@ -29,7 +29,11 @@ from .records import JsonData, ProbeRecord, text_table
 
 FASTER = "faster"
 SLOWER = "slower"
-NO_DIFFERENCE = "no difference"
+# Within one run a bootstrap over probes only describes that run (its probes are neither independent
+# nor a sample of boots): it says where one flow's percentile lies against another's, never a verdict.
+BELOW = "below"
+ABOVE = "above"
+OVERLAPPING = "overlapping"
 DEFAULT_LEVEL = 0.95
 DEFAULT_RESAMPLES = 2000
 
@@ -193,7 +197,10 @@ def summarize(samples: FlowSamples, *, level: float = DEFAULT_LEVEL, resamples: 
 
 @dataclass(frozen=True)
 class Comparison(JsonData):
-    """Flow a against flow b at one percentile: ratio a/b, its CI, and what that says."""
+    """Flow a against flow b at one percentile in one run: ratio a/b, its bootstrap CI, and where a lies.
+
+    A description of the run, not a verdict (testbed.analysis.judge makes those).
+    """
 
     a: str
     b: str
@@ -204,27 +211,28 @@ class Comparison(JsonData):
     b_ci: Interval
     ratio: float
     ratio_ci: Interval
-    verdict: str  # FASTER, SLOWER or NO_DIFFERENCE, for a against b
+    order: str  # BELOW, ABOVE or OVERLAPPING: a's percentile against b's in these probes
     resamples: int
     seed: int
 
     def table(self) -> str:
         ci = f"{self.ratio_ci.level * 100:g}% CI"
         return text_table([
-            ["flow", f"p{self.percentile:g} (us)", ci, "verdict"],
+            ["flow", f"p{self.percentile:g} (us)", ci, "a against b"],
             [self.a, f"{self.a_value:.1f}", self.a_ci.text(), ""],
             [self.b, f"{self.b_value:.1f}", self.b_ci.text(), ""],
-            [f"ratio {self.a}/{self.b}", f"{self.ratio:.3f}", self.ratio_ci.text(3), self.verdict],
+            [f"ratio {self.a}/{self.b}", f"{self.ratio:.3f}", self.ratio_ci.text(3), self.order],
         ])
 
 
 def compare(a: FlowSamples, b: FlowSamples, percentile: float = 99, *, level: float = DEFAULT_LEVEL,
             resamples: int = DEFAULT_RESAMPLES, seed: int = 0) -> Comparison:
-    """Is a's p-th percentile lower than b's? Both are resampled independently.
+    """Where a's p-th percentile lies against b's in these probes; both are resampled independently.
 
-    "faster" only when the whole CI of the ratio a/b lies below 1, "slower"
-    when it lies above 1, otherwise "no difference". Any two samples will do:
-    two flows of one run, one flow on two kernels, loaded against unloaded.
+    BELOW only when the whole CI of the ratio a/b lies below 1, ABOVE when
+    it lies above 1, otherwise OVERLAPPING. Any two samples will do: two
+    flows of one run, loaded against unloaded. Probes of one run are not
+    independent, so this is a description, never a verdict word.
     """
     xa, xb = a.require(), b.require()
     _check_bootstrap(level, resamples)
@@ -235,6 +243,6 @@ def compare(a: FlowSamples, b: FlowSamples, percentile: float = 99, *, level: fl
     ra, rb = _bootstrap(xa, percentile, resamples, rng), _bootstrap(xb, percentile, resamples, rng)
     # a resample of b can still have a zero percentile (mostly zero RTTs): x/0 is +inf, 0/0 is 1
     ratio_ci = Interval.of((x / y if y else math.inf if x else 1.0 for x, y in zip(ra, rb, strict=True)), level)
-    verdict = FASTER if ratio_ci.high < 1 else SLOWER if ratio_ci.low > 1 else NO_DIFFERENCE
+    order = BELOW if ratio_ci.high < 1 else ABOVE if ratio_ci.low > 1 else OVERLAPPING
     return Comparison(a.flow, b.flow, percentile, va, vb, Interval.of(ra, level), Interval.of(rb, level),
-                      va / vb, ratio_ci, verdict, resamples, seed)
+                      va / vb, ratio_ci, order, resamples, seed)

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import statistics
 
+from .counted import flows_of_class, value_of
+from .judge import PRACTICAL_MINIMUM
 from .run_record import RunRecord
 
 
@@ -61,47 +63,56 @@ def _p99_ms(record: RunRecord, flow: str) -> float | None:
     return None if not summary else summary["p99"] / 1000
 
 
-def round_rows(records: list[RunRecord], flow: str = "priority", bulk: str = "bulk") -> list[list[str]]:
-    """Per condition: unloaded p99, loaded p99 of every valid round, their median, loss, bulk's p99."""
-    out = [["condition", "unloaded p99 ms", f"loaded {flow} p99 ms per valid round", "median", "valid/runs",
-            f"{flow} lost (valid)", f"{bulk} p99 median ms"]]
-    labels: list[str] = []
-    for r in records:
-        if flow in r.flows and r.label not in labels:
-            labels.append(r.label)
-    for label in labels:
-        mine = [r for r in records if r.label == label and flow in r.flows]
-        unloaded = [p for r in mine if not r.mix["loaded"] if (p := _p99_ms(r, flow)) is not None]
-        loaded = [r for r in mine if r.mix["loaded"]]
-        valid = [r for r in loaded if (r.regime or {}).get("valid")]
-        p99s = [p for r in valid if (p := _p99_ms(r, flow)) is not None]
-        bulk99 = [p for r in valid if bulk in r.flows if (p := _p99_ms(r, bulk)) is not None]
-        lost = sum(r.flows[flow]["integrity"]["lost"] for r in valid)
-        sent = sum(r.flows[flow]["integrity"]["sent"] for r in valid)
-        at_host = sum(r.flows[flow].get("lost_at_host", 0) for r in valid)
-        out.append([label, " ".join(f"{p:.1f}" for p in unloaded) or "-", " ".join(f"{p:.1f}" for p in p99s) or "-",
-                    f"{statistics.median(p99s):.1f}" if p99s else "-", f"{len(valid)}/{len(loaded)}",
-                    f"{lost}/{sent}" + (f" ({at_host} on the host)" if at_host else ""),
-                    f"{statistics.median(bulk99):.1f}" if bulk99 else "-"])
+def first_of_class(records: list[RunRecord], cls: str) -> str | None:
+    """The first flow of a class ("priority", "bulk") the records name, whatever the mix calls it."""
+    return next(iter(flows_of_class(records, cls)), None)
+
+
+def round_rows(records: list[RunRecord]) -> list[list[str]]:
+    """Per condition and priority-class flow: unloaded p99, loaded p99 of every valid round (lost probes
+    counted: '>' marks a lower bound), their median, loss, the first bulk-class flow's p99."""
+    bulk = first_of_class(records, "bulk")
+    out = [["condition", "flow", "unloaded p99 ms", "loaded p99 ms per valid round (boot.round)", "median",
+            "valid/runs", "lost (valid runs)", f"{bulk or 'bulk'} p99 median ms"]]
+    for flow in flows_of_class(records, "priority"):
+        for label in dict.fromkeys(r.label for r in records if flow in r.flows):
+            mine = [r for r in records if r.label == label and flow in r.flows]
+            unloaded = [t for r in mine if not r.mix["loaded"] if (t := value_of(r, flow, 99)) is not None]
+            loaded = [r for r in mine if r.mix["loaded"]]
+            valid = [r for r in loaded if (r.regime or {}).get("valid")]
+            tails = [(r, t) for r in valid if (t := value_of(r, flow, 99)) is not None]
+            bulk99 = [t.value / 1000 for r in valid if bulk and bulk in r.flows
+                      if (t := value_of(r, bulk, 99)) is not None]
+            lost = sum(r.flows[flow]["integrity"]["lost"] for r in valid)
+            sent = sum(r.flows[flow]["integrity"]["sent"] for r in valid)
+            at_host = sum(r.flows[flow].get("lost_at_host", 0) for r in valid)
+            median = statistics.median(t.value for _, t in tails) / 1000 if tails else None
+            out.append([label, flow, " ".join(t.text() for t in unloaded) or "-",
+                        " ".join(f"{r.boot_no}.{r.round}:{t.text()}" for r, t in tails) or "-",
+                        "-" if median is None else f"{median:.1f}", f"{len(valid)}/{len(loaded)}",
+                        f"{lost}/{sent}" + (f" ({at_host} on the host)" if at_host else ""),
+                        f"{statistics.median(bulk99):.1f}" if bulk99 else "-"])
     return out
 
 
 def breakdown_summaries(records: list[RunRecord]) -> dict[str, dict[str, dict | None]]:
-    """Per condition: each probe flow's breakdown unloaded, and in the valid round with the median priority p99.
+    """Per condition: each probe flow's breakdown unloaded, and in the valid round with the median p99 of
+    the first priority-class flow.
 
     One representative round rather than an average: a breakdown's parts
     add up within one run, not across runs.
     """
     out: dict[str, dict[str, dict | None]] = {}
-    labels = list(dict.fromkeys(r.label for r in records))
-    for label in labels:
+    priority = first_of_class(records, "priority")
+    for label in dict.fromkeys(r.label for r in records):
         mine = [r for r in records if r.label == label]
         unloaded = next((r for r in mine if not r.mix["loaded"]), None)
         valid = sorted((r for r in mine if r.mix["loaded"] and (r.regime or {}).get("valid")
-                        and _p99_ms(r, "priority") is not None), key=lambda r: _p99_ms(r, "priority"))
+                        and priority and _p99_ms(r, priority) is not None), key=lambda r: _p99_ms(r, priority))
         median = valid[(len(valid) - 1) // 2] if valid else None
         rows: dict[str, dict | None] = {}
-        for what, record in (("unloaded", unloaded), (f"loaded r{median.round}" if median else "", median)):
+        for what, record in (("unloaded", unloaded), (f"loaded b{median.boot_no}r{median.round}" if median else "",
+                                                      median)):
             if record is None:
                 continue
             for flow, data in record.flows.items():
@@ -115,7 +126,8 @@ def has_rounds(records: list[RunRecord]) -> bool:
     return any(r.regime for r in records)
 
 
-def sections(records: list[RunRecord], over_rounds: bool = True) -> list[tuple[str, list[list[str]]]]:
+def sections(records: list[RunRecord], over_rounds: bool = True,
+             baseline: str | None = None) -> list[tuple[str, list[list[str]]]]:
     """The evidence tables for records that carry a regime: (title, rows with header first).
 
     over_rounds=False gives only the calibration and each run's regime: for
@@ -132,28 +144,30 @@ def sections(records: list[RunRecord], over_rounds: bool = True) -> list[tuple[s
     out.append(("loaded runs: the regime each proved (valid runs count; invalid ones are rerun)", regime_rows(records)))
     if not over_rounds:
         return out
-    out.append(("priority flow by condition over rounds", round_rows(records)))
+    out.append(("priority-class flows by condition over rounds", round_rows(records)))
     from .breakdown import breakdown_rows
 
     summaries = breakdown_summaries(records)
     if any(v for flows in summaries.values() for v in flows.values()):
         out.append(("where the round trip goes (µs): unloaded, and the valid round with the median priority p99",
                     breakdown_rows(summaries)))
-    verdicts = rounds.verdicts_from_records(records)
+    verdicts = rounds.verdicts_from_records(records, baseline=baseline)
     if verdicts:
-        out.append(("verdicts over valid rounds (p99; ratio of geometric means, 95% t interval, "
-                    f"needs the interval clear of 1 and an effect of at least {rounds.PRACTICAL_MINIMUM:.0%})",
+        out.append((f"verdicts (p99 over the probes sent, a lost probe slower than any; ratio of geometric "
+                     f"means, 95% t interval over the unit; 'faster' needs the whole interval below "
+                     f"{1 - PRACTICAL_MINIMUM:.2f}, 'slower' above {1 / (1 - PRACTICAL_MINIMUM):.2f})",
                     rounds.verdict_rows(verdicts)))
     return out
 
 
-def write_verdicts(records: list[RunRecord], path, *, host: dict, rounds_run: int, calibration: dict | None):
-    """verdict.json beside the records: every verdict over rounds, the rises, what was left out and why."""
+def write_verdicts(records: list[RunRecord], path, *, host: dict, design: dict, calibration: dict | None,
+                   tries: list[dict] = ()):
+    """verdict.json beside the records: every verdict, the rises, what was left out and why, every try."""
     from . import counted, rounds
 
     labels = list(dict.fromkeys(r.label for r in records))
-    flows = list(dict.fromkeys(f for r in records for f, v in r.flows.items() if v["class"] == "priority"))
+    flows = flows_of_class(records, "priority")
     rises = [rounds.rise_over_rounds(records, label, flow) for label in labels for flow in flows]
-    return rounds.write_verdict_json(path, host=host, rounds=rounds_run, verdicts=rounds.verdicts_from_records(records),
-                                     rises=[r for r in rises if r is not None], calibration=calibration,
-                                     excluded=counted.excluded_runs(records))
+    verdicts = rounds.verdicts_from_records(records, baseline=design.get("baseline"))
+    return rounds.write_verdict_json(path, host=host, design=design, verdicts=verdicts, rises=rises,
+                                     calibration=calibration, excluded=counted.excluded_runs(records), tries=tries)

@@ -27,8 +27,6 @@ from .latency import FlowSamples, compare, percentile, summarize
 from .records import ProbeRow
 from .run_record import SCHEMA, RunRecord
 
-BASELINE = "vanilla"
-
 
 def calibration_tables(calibration: dict) -> list[Table]:
     rows_ = regime_report.calibration_rows(calibration)
@@ -155,6 +153,19 @@ def _read_record(f: Path, *, explicit: bool) -> tuple[str | None, dict | None]:
     return (f"is a damaged run record: {problem}", None) if problem else (None, data)
 
 
+def recorded_baseline(paths: Iterable[Path]) -> str | None:
+    """The baseline an experiment's verdict.json names, when exactly one of the paths holds one."""
+    found = set()
+    for path in paths:
+        for f in ([path / "verdict.json"] if path.is_dir() else []):
+            try:
+                found.add(json.loads(f.read_text()).get("design", {}).get("baseline"))
+            except (OSError, ValueError, AttributeError):
+                continue
+    found.discard(None)
+    return found.pop() if len(found) == 1 else None
+
+
 def samples_of(record: RunRecord, flow: str) -> FlowSamples:
     """RTTs (microseconds) of a flow's intact probes, from the record's raw probes."""
     rows = [ProbeRow.from_list(p) for p in record.flows[flow]["probes"]]
@@ -191,8 +202,12 @@ def _ms_ci(summary: dict | None, key: str) -> str:
     return _ms(summary.get(key)) + _ci(summary.get(f"{key}_ci"))
 
 
-def condition_rows(records: list[RunRecord], flow: str = "priority") -> list[list[str]]:
-    """The paper-style table: per condition, the flow unloaded and loaded, loss, bulk delivered, softirq."""
+def condition_rows(records: list[RunRecord], flow: str | None = None) -> list[list[str]]:
+    """The paper-style table: per condition, the flow unloaded and loaded, loss, bulk delivered, softirq.
+
+    flow: the first priority-class flow unless named, whatever the mix calls it.
+    """
+    flow = flow or regime_report.first_of_class(records, "priority")
     by_label: dict[str, dict[str, RunRecord]] = {}
     for r in records:
         if flow in r.flows:
@@ -248,7 +263,12 @@ HEADER = ["kernel", "mix", "flow", "class", "n", "p50 ms [95% CI]", "p90 ms", "p
 
 
 def comparisons(records: list[RunRecord], percentile: float = 99) -> list[list[str]]:
-    """Each kernel against the baseline, and each loaded run against its unloaded twin, per flow."""
+    """Within each run: priority against bulk, and the loaded run against its unloaded twin, per flow.
+
+    Descriptions of those runs' probes (testbed.analysis.latency.compare), not
+    verdicts: kernels are judged over boots (testbed.analysis.rounds), never from
+    a bootstrap over one run's probes.
+    """
     out = []
     by_key = {(r.label, r.mix["name"]): r for r in records}
     for (kernel, mix), r in sorted(by_key.items()):
@@ -258,9 +278,6 @@ def comparisons(records: list[RunRecord], percentile: float = 99) -> list[list[s
             pairs = []
             if bulk and classes[flow] == "priority":
                 pairs.append((f"{flow} vs {bulk} (same run)", r, r))
-            base = by_key.get((BASELINE, mix))
-            if kernel != BASELINE and base and flow in base.flows:
-                pairs.append((f"{kernel} vs {BASELINE}", r, base))
             twin = by_key.get((kernel, f"{mix}-unloaded"))
             if twin and flow in twin.flows:
                 pairs.append(("loaded vs unloaded", r, twin))
@@ -271,11 +288,11 @@ def comparisons(records: list[RunRecord], percentile: float = 99) -> list[list[s
                 except Exception as exc:  # no samples on one side: say so in the table
                     out.append([mix, flow, kernel, what, "-", "-", str(exc)])
                     continue
-                out.append([mix, flow, kernel, what, f"{c.ratio:.3f}", c.ratio_ci.text(3), c.verdict])
+                out.append([mix, flow, kernel, what, f"{c.ratio:.3f}", c.ratio_ci.text(3), c.order])
     return out
 
 
-COMPARISON_HEADER = ["mix", "flow", "kernel", "comparison", "p99 ratio", "95% CI", "verdict"]
+COMPARISON_HEADER = ["mix", "flow", "kernel", "comparison", "p99 ratio", "95% bootstrap CI", "a in these probes"]
 
 
 def _rich(title: str, header: list[str], body: list[list[str]]) -> Table:
@@ -287,10 +304,15 @@ def _rich(title: str, header: list[str], body: list[list[str]]) -> Table:
     return table
 
 
-def rich_tables(records: list[RunRecord]) -> list[Table]:
-    if regime_report.has_rounds(records) and any(r.round > 1 for r in records):
+def _repeated(records: list[RunRecord]) -> bool:
+    """Records of an experiment: a condition measured in more than one round or boot."""
+    return any(r.round > 1 or r.boot_no > 1 for r in records)
+
+
+def rich_tables(records: list[RunRecord], baseline: str | None = None) -> list[Table]:
+    if regime_report.has_rounds(records) and _repeated(records):
         # an experiment over rounds: the per-run tables would repeat every round; the evidence says more
-        return [_rich(title, body[0], body[1:]) for title, body in regime_report.sections(records)]
+        return [_rich(title, body[0], body[1:]) for title, body in regime_report.sections(records, baseline=baseline)]
     tables = [_rich("priority and bulk latency (RTT)", HEADER, rows(records)),
               _rich("priority flow by condition (RTT, 95% CI)", CONDITION_HEADER, condition_rows(records))]
     stages = stage_rows(records)
@@ -298,13 +320,13 @@ def rich_tables(records: list[RunRecord]) -> list[Table]:
         tables.append(_rich("loaded runs: where the queue formed and what dropped", STAGE_HEADER, stages))
     comp = comparisons(records)
     if comp:
-        tables.append(_rich("comparisons (a/b at p99; 'faster' only when the whole CI is below 1)",
+        tables.append(_rich("within each run (a/b at p99 over its probes: a description of the run, not a verdict)",
                             COMPARISON_HEADER, comp))
     tables += [_rich(title, body[0], body[1:]) for title, body in regime_report.sections(records, over_rounds=False)]
     return tables
 
 
-def markdown(records: list[RunRecord]) -> str:
+def markdown(records: list[RunRecord], baseline: str | None = None) -> str:
     def table(header: list[str], body: list[list[str]]) -> str:
         lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in body]
@@ -317,8 +339,7 @@ def markdown(records: list[RunRecord]) -> str:
     comp = comparisons(records)
     if comp:
         parts += ["", "### Comparisons at p99", "", table(COMPARISON_HEADER, comp)]
-    rounds_ = any(r.round > 1 for r in records)
-    for title, body in regime_report.sections(records, over_rounds=rounds_):
+    for title, body in regime_report.sections(records, over_rounds=_repeated(records), baseline=baseline):
         parts += ["", f"### {title}", "", table(body[0], body[1:])]
     return "\n".join(parts) + "\n"
 

@@ -41,6 +41,9 @@ class RunRecord:
     round: Any = 1  # the experiment's round; as written (counted.round_of checks it), 1 before rounds existed
     attempt: int | None = None  # the try of that round; None before retries existed
     calibration: dict | None = None
+    kernel_label: str | None = None  # the kernel as the experiment names it (vanilla, vanilla#2); None: label
+    setting: str | None = None  # the PRISM setting of this condition (off, sync, ...); None: the kernel as is
+    boot: int | None = None  # which boot of kernel_label this run was on (1, 2, ...); None: one boot
     schema: str = SCHEMA
     path: str | None = None  # where it was written or read; not part of the JSON
 
@@ -60,6 +63,15 @@ class RunRecord:
         if known.get("round") is None:
             known["round"] = 1
         return cls(**known, path=path)
+
+    @property
+    def kernel_name(self) -> str:
+        """The kernel's label (records from before kernel labels: the condition's label)."""
+        return self.kernel_label or self.label
+
+    @property
+    def boot_no(self) -> int:
+        return 1 if self.boot is None else self.boot
 
     def where(self) -> str:
         """The record in a message: its file, or its condition and mix."""

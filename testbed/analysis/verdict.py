@@ -15,10 +15,12 @@ from dataclasses import dataclass, field
 
 from ..core.errors import VerdictError
 from .latency import (
+    ABOVE,
+    BELOW,
     DEFAULT_LEVEL,
     DEFAULT_RESAMPLES,
     FASTER,
-    NO_DIFFERENCE,
+    OVERLAPPING,
     SLOWER,
     Comparison,
     FlowSamples,
@@ -30,9 +32,10 @@ from .latency import (
     summarize,
 )
 from .records import JsonData, ProbeRecord, text_table
+from .tail import Tail, tail_of
 
 __all__ = [
-    "DEFAULT_LEVEL", "DEFAULT_RESAMPLES", "FASTER", "NO_DIFFERENCE", "SLOWER", "Comparison", "FlowSamples",
+    "ABOVE", "BELOW", "DEFAULT_LEVEL", "DEFAULT_RESAMPLES", "FASTER", "OVERLAPPING", "SLOWER", "Comparison", "FlowSamples",
     "Integrity", "Interval", "LatencySummary", "ProbeRecord", "RunResults", "assert_intact", "assert_latency_order",
     "bootstrap_ci", "compare", "percentile", "summarize",
 ]
@@ -117,6 +120,14 @@ class RunResults:
     def integrity(self, flow: str) -> Integrity:
         return Integrity.of(flow, self.records(flow))
 
+    def tail(self, flow: str, p: float = 99) -> Tail:
+        """The flow's p-th percentile over the probes sent, lost ones slower than any (testbed.analysis.tail);
+        VerdictError when none came back intact."""
+        value = tail_of(self.samples(flow).rtts_us, len(self.records(flow)), p)
+        if value is None:
+            raise VerdictError(f"flow {flow!r}: no probe came back intact ({len(self.records(flow))} sent)")
+        return value
+
     def summary(self, flow: str, *, level: float = DEFAULT_LEVEL, resamples: int = DEFAULT_RESAMPLES,
                 seed: int = 0) -> LatencySummary:
         return summarize(self.samples(flow), level=level, resamples=resamples, seed=seed)
@@ -151,15 +162,19 @@ def _samples_of(results: Results, flow: str) -> FlowSamples:
 
 def assert_latency_order(results: Results, faster: str = "priority", slower: str = "bulk", percentile: float = 99, *,
                          level: float = DEFAULT_LEVEL, resamples: int = DEFAULT_RESAMPLES, seed: int = 0) -> Comparison:
-    """Fail unless `faster` is faster than `slower` at the percentile, with the numbers as a table.
+    """Fail unless `faster`'s percentile lies below `slower`'s in these probes, with the numbers as a table.
+
+    A check on one run's probes (e.g. that priority overtook bulk in it),
+    not a verdict between conditions: those are made over units
+    (testbed.analysis.judge).
 
     results is one run's RunResults, or a mapping of labels to samples to
     compare across runs ({"prism": ..., "vanilla": ...}).
     """
     c = compare(_samples_of(results, faster), _samples_of(results, slower), percentile,
                 level=level, resamples=resamples, seed=seed)
-    if c.verdict != FASTER:
-        raise AssertionError(f"{faster} is not faster than {slower} at p{percentile:g} ({c.verdict}):\n{c.table()}")
+    if c.order != BELOW:
+        raise AssertionError(f"{faster}'s p{percentile:g} is not below {slower}'s ({c.order}):\n{c.table()}")
     return c
 
 
