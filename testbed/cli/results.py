@@ -9,17 +9,26 @@ from pathlib import Path
 from ..analysis import report
 from ..core.errors import ConfigError
 from ..core.progress import console
-from ..harness.experiment import DEFAULT_RETRIES, DEFAULT_ROUNDS, DEFAULT_SETTINGS, ExperimentPlan, publish, run_experiment
+from ..harness.experiment import (
+    DEFAULT_BOOTS,
+    DEFAULT_RETRIES,
+    DEFAULT_ROUNDS,
+    DEFAULT_SETTINGS,
+    ExperimentPlan,
+    publish,
+    run_experiment,
+)
 
 
 def cmd_experiment(args: argparse.Namespace) -> int:
     """The main job: the mix unloaded and loaded on each kernel (and PRISM mode), then the report."""
     plan = ExperimentPlan(kernels=args.kernels, mix=args.mix, prism_settings=args.prism, accel=args.accel,
-                          source=args.source, results=args.results, rounds=args.rounds, retries=args.retries)
+                          source=args.source, results=args.results, boots=args.boots, rounds=args.rounds,
+                          retries=args.retries, baseline=args.baseline)
     result = run_experiment(plan)
     publish(result)
-    if result.calibration is not None and not result.calibration.reached:
-        console.print(f"[red]no verdict:[/] this host could not be brought into the regime: {result.calibration.why}")
+    if not result.reached:
+        console.print(f"[red]no verdict:[/] this host could not be brought into the regime: {result.rate_why}")
         return 1
     return 0
 
@@ -69,10 +78,11 @@ def cmd_report(args: argparse.Namespace) -> int:
     if skipped:
         console.print(f"[yellow]{len(skipped)} damaged record{'s' * (len(skipped) != 1)} left out; "
                       f"{len(records)} compared[/]", highlight=False)
+    baseline = args.baseline or report.recorded_baseline(args.paths)
     if args.markdown:
-        sys.stdout.write(report.markdown(records))
+        sys.stdout.write(report.markdown(records, baseline=baseline))
     else:
-        for table in report.rich_tables(records):
+        for table in report.rich_tables(records, baseline=baseline):
             console.print(table)
     if args.plot:
         report.cdf_plot(records, args.plot)
@@ -82,13 +92,18 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def add_parsers(sub) -> None:
     exp = sub.add_parser("experiment", help="the main job: prism vs vanilla")
-    exp.add_argument("--kernels", nargs="+", default=["vanilla", "prism"])
+    exp.add_argument("--kernels", nargs="+", default=["vanilla", "prism"], metavar="[LABEL=]KERNEL",
+                     help="variants, bzImage files or kernel trees (built in place); the same one twice is the A/A "
+                          "check (labelled NAME#2)")
+    exp.add_argument("--baseline", metavar="LABEL", help="the kernel the others are judged against (default: the first)")
+    exp.add_argument("--boots", type=int, default=DEFAULT_BOOTS,
+                     help="measured boots per kernel, in a balanced order: the unit of a verdict between kernels")
     exp.add_argument("--mix", default="overlay-flood", help="mix from cases/mixes/ or a path")
     exp.add_argument("--prism", nargs="+", default=list(DEFAULT_SETTINGS), metavar="MODE[+split][+empty]",
                      help="PRISM settings to measure on PRISM kernels (MODE: off, pseudo-sync, sync; "
                           "+split: the NIC stage splits; +empty: nothing listed, the A/A check)")
     exp.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS,
-                     help="loaded runs per condition, the conditions interleaved in each round")
+                     help="rounds per boot: each runs every condition of the kernel once, in a rotating order")
     exp.add_argument("--retries", type=int, default=DEFAULT_RETRIES,
                      help="extra tries of a loaded run that did not hold the regime")
     exp.add_argument("--source")
@@ -107,6 +122,9 @@ def add_parsers(sub) -> None:
     rep = sub.add_parser("report", help="merge run records into one comparison")
     rep.add_argument("paths", nargs="+", type=Path, metavar="DIR", help="result directories or record files")
     rep.add_argument("--markdown", action="store_true", help="print markdown (e.g. for a CI job summary)")
+    rep.add_argument("--baseline", metavar="LABEL",
+                     help="the kernel the others are judged against (default: as the experiment's verdict.json "
+                          "says, else vanilla, else the first)")
     rep.add_argument("--plot", type=Path, help="also write a CDF plot (PNG) here")
     rep.add_argument("--skip-bad", action="store_true",
                      help="leave out records that cannot be read, and say which, instead of stopping")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -90,13 +91,24 @@ class Calibration:
     host: dict = field(default_factory=dict)
     seconds: float = 0.0
     sender_probe: list[dict] = field(default_factory=list)  # the ceiling's measurement: target, achieved per step
+    kernel: str = ""  # the kernel's label in an experiment
 
     @property
     def reached(self) -> bool:
         return self.rate is not None
 
+    def headroom_limit(self) -> float | None:
+        """The lowest rate tried at which a stage before the target dropped (None: none did)."""
+        return min((s.target_pps for s in self.steps if not s.regime.headroom), default=None)
+
+    def base(self) -> float | None:
+        """The lowest rate that held the regime firmly for CONFIRM steps (None: none did)."""
+        found = _base(sorted(self.steps, key=lambda s: s.target_pps))
+        return None if found is None else found[0].target_pps
+
     def to_dict(self) -> dict:
-        return {"mix": self.mix, "rate": None if self.rate is None else round(self.rate), "why": self.why,
+        return {"mix": self.mix, "kernel": self.kernel, "rate": None if self.rate is None else round(self.rate),
+                "why": self.why,
                 "sender_ceiling_pps": self.sender_ceiling_pps, "sender_probe": self.sender_probe,
                 "host": self.host, "seconds": round(self.seconds, 1),
                 "constants": {"start_pps": START_PPS, "growth": GROWTH, "confirm": CONFIRM, "margin": MARGIN,
@@ -140,7 +152,53 @@ def choose(steps: list[Step]) -> tuple[float | None, str]:
         return None, (f"the flood generator stopped keeping its schedule at {last.target_pps:.0f} pps "
                       f"(delivered {last.achieved_pps:.0f}) before the receiver held the regime: "
                       f"{last.regime.why}")
-    return None, f"no rate up to {last.target_pps:.0f} pps held the regime for {CONFIRM} steps: {last.regime.why}"
+    return None, (f"no rate up to {last.target_pps:.0f} pps held the regime for {CONFIRM} steps: {last.regime.why}"
+                  + advice(ordered))
+
+
+# What moves the bottleneck to the stage PRISM acts on, as the shipped mix does it.
+LEVERS = ("the target CPU must be the bottleneck while the stages before it keep up: keep the NIC's "
+          "interrupts on one CPU (tuning irq = { eth0 = [0] }), steer the decapsulated overlay traffic to "
+          "another (rps = { ov0 = [1] }) and give that CPU per-packet work (ingress-rules = { s2 = 2000 } on the "
+          "bulk container), as cases/mixes/overlay-flood.toml does")
+
+
+def advice(ordered: list[Step], nearest: int = 3) -> str:
+    """The rates that came closest (the queue stood, but a stage before it dropped), and the mix's levers."""
+    near = sorted((s for s in ordered if s.regime.standing and s.sender_kept_up),
+                  key=lambda s: max(s.regime.tap_drop_share, s.regime.nic_drop_share, s.regime.gro_cells_drop_share))
+    parts = []
+    for s in near[:nearest]:
+        g = s.regime
+        drops = ", ".join(f"{name} dropped {share:.2%}" for name, share in (
+            ("host tap", g.tap_drop_share), ("NIC", g.nic_drop_share), ("gro_cells", g.gro_cells_drop_share))
+            if share > 0) or "no drop before it"
+        parts.append(f"{s.target_pps:.0f} pps (queue stood in {g.occupancy:.0%}; {drops})")
+    closest = f". Closest: {'; '.join(parts)}" if parts else ". The target CPU's queue never stood"
+    return f"{closest}. To fix: {LEVERS}"
+
+
+def common_rate(calibrations: Sequence[Calibration]) -> tuple[float | None, str]:
+    """The one rate every kernel of an experiment is measured at, from each kernel's own calibration.
+
+    The highest kernel's chosen rate, so the queue stands on every kernel
+    (a rate at the knee of the kernel with less capacity leaves none on one
+    with more), as long as it stays HEADROOM_MARGIN below every kernel's
+    headroom limit (the stages before the target keep up on all). No such
+    rate: None, and why.
+    """
+    failed = [c for c in calibrations if not c.reached]
+    if failed:
+        return None, "; ".join(f"{c.kernel or c.mix}: {c.why}" for c in failed)
+    rate = max(c.rate for c in calibrations)
+    limits = [(c.headroom_limit(), c) for c in calibrations if c.headroom_limit() is not None]
+    tight = [(limit, c) for limit, c in limits if rate > limit / HEADROOM_MARGIN and limit > (c.base() or 0)]
+    rates = ", ".join(f"{c.kernel} {c.rate:.0f}" for c in calibrations)
+    if tight:
+        limit, c = min(tight, key=lambda x: x[0])
+        return None, (f"no common rate: the kernels' points are {rates} pps, and {rate:.0f} pps lies within "
+                      f"{HEADROOM_MARGIN:g}x of {limit:.0f} pps, where a stage before the target dropped on {c.kernel}")
+    return rate, f"the highest of the kernels' points ({rates} pps), so the queue stands on every kernel"
 
 
 def _base(ordered: list[Step]) -> tuple[Step, Step] | None:
@@ -247,7 +305,7 @@ def host_facts(accel) -> dict:
     return facts
 
 
-def calibrate(deployment: Deployment, mix: Mix, accel=None) -> Calibration:
+def calibrate(deployment: Deployment, mix: Mix, accel=None, kernel: str = "") -> Calibration:
     """Ramp the mix's "auto" floods on a booted deployment and choose its operating point."""
     if not mix.needs_calibration:
         raise VerdictError(f"mix {mix.name}: no flood says rate = \"auto\": nothing to calibrate")
@@ -293,7 +351,8 @@ def calibrate(deployment: Deployment, mix: Mix, accel=None) -> Calibration:
     if chosen is None and ceiling is not None and steps and steps[-1].target_pps * GROWTH > ceiling:
         why = (f"the flood generator's ceiling ({ceiling:.0f} pps on this host) came before the regime: a faster "
                f"source is needed; {why}")
-    return Calibration(mix.name, chosen, why, steps, ceiling, host_facts(accel), time.monotonic() - start, probe)
+    return Calibration(mix.name, chosen, why, steps, ceiling, host_facts(accel), time.monotonic() - start, probe,
+                       kernel)
 
 
 def calibrated(mix: Mix, calibration: Calibration) -> Mix:
