@@ -9,6 +9,7 @@ output always goes to a log file, whose tail is shown when it fails.
 from __future__ import annotations
 
 import contextlib
+import os
 import subprocess
 import time
 from collections import deque
@@ -18,7 +19,19 @@ from pathlib import Path
 from rich.console import Console
 from rich.text import Text
 
-console = Console(stderr=True, highlight=False)
+# Off a terminal (a pipe, a CI log) Rich assumes 80 columns and folds a wide table into columns
+# of four letters; a log has no width, so tables get as much as they need, up to this.
+LOG_WIDTH = 320
+
+
+def _console() -> Console:
+    found = Console(stderr=True, highlight=False)
+    if found.is_terminal or "COLUMNS" in os.environ:
+        return found
+    return Console(stderr=True, highlight=False, width=LOG_WIDTH)
+
+
+console = _console()
 
 
 def _fmt(seconds: float) -> str:
