@@ -126,3 +126,35 @@ def test_the_point_keeps_its_distance_from_where_the_stages_before_the_target_dr
     near = [step(30000, True), step(34000, True), step(40000, False, headroom=False)]
     rate, why = choose(near)
     assert rate == pytest.approx(40000 / HEADROOM_MARGIN) and "1.25x below 40000 pps" in why
+
+
+def _calibration(kernel: str, steps: list) -> Calibration:
+    rate, why = choose(steps)
+    return Calibration("m", rate, why, steps, kernel=kernel)
+
+
+def test_every_kernel_runs_at_the_highest_kernels_point_while_it_keeps_headroom_on_all():
+    from testbed.traffic.calibrate import common_rate
+    slow = _calibration("vanilla", [step(20000, False), step(30000, True), step(45000, True)])
+    fast = _calibration("prism", [step(20000, False), step(30000, False), step(40000, True), step(50000, True)])
+    rate, why = common_rate([slow, fast])
+    assert rate == pytest.approx(40000 * MARGIN) and "vanilla 33000, prism 44000" in why
+    tight = _calibration("vanilla", [step(30000, True), step(40000, True), step(48000, False, headroom=False)])
+    rate, why = common_rate([tight, fast])
+    assert rate is None and "within 1.25x of 48000 pps, where a stage before the target dropped on vanilla" in why
+    unreached = Calibration("m", None, "the queue never stood", [], kernel="mine")
+    assert common_rate([slow, unreached]) == (None, "mine: the queue never stood")
+
+
+def test_a_failed_calibration_names_the_closest_rates_and_the_levers():
+    """As a user's own mix ended: 56.7k and 59.7k pps stood with the tap dropping under 1 %, 115k at 31 %."""
+    def dropped(rate: float, tap: float) -> Step:
+        return Step(rate, rate, 0, Regime(required=True, valid=False, why=f"tap {tap:.2%}", standing=True,
+                                          headroom=False, occupancy=0.9, tap_drop_share=tap))
+    near = [step(37000, False), dropped(56700, 0.0077), dropped(59700, 0.0092), dropped(115330, 0.3155)]
+    rate, why = choose(near)
+    assert rate is None and "Closest: 56700 pps (queue stood in 90%; host tap dropped 0.77%)" in why
+    assert "59700 pps (queue stood in 90%; host tap dropped 0.92%); 115330" in why
+    assert "To fix:" in why and "ingress-rules" in why and "overlay-flood.toml" in why
+    rate, why = choose([step(2000, False), step(3000, False)])
+    assert "The target CPU's queue never stood" in why

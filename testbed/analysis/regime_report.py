@@ -27,6 +27,11 @@ def calibration_rows(calibration: dict) -> list[list[str]]:
     return out
 
 
+def calibrations_of(doc: dict) -> list[dict]:
+    """Each kernel's calibration in an experiment's calibration document (or the one a record carries)."""
+    return list(doc.get("kernels", [])) if "kernels" in doc else [doc]
+
+
 def calibration_title(calibration: dict) -> str:
     host = calibration.get("host", {})
     where = ", ".join(f"{k} {v}" for k, v in host.items())
@@ -34,7 +39,9 @@ def calibration_title(calibration: dict) -> str:
     chosen = f"chosen {rate} pps" if rate is not None else "not reached"
     ceiling = calibration.get("sender_ceiling_pps")
     sender = f"; sender ceiling {ceiling:.0f} pps" if ceiling else "; the sender kept every step's schedule"
-    return f"calibration of {calibration.get('mix')} ({where}): {chosen}{sender} — {calibration.get('why', '')}"
+    kernel = f" on {calibration['kernel']}" if calibration.get("kernel") else ""
+    return (f"calibration of {calibration.get('mix')}{kernel} ({where}): {chosen}{sender} — "
+            f"{calibration.get('why', '')}")
 
 
 def regime_rows(records: list[RunRecord]) -> list[list[str]]:
@@ -139,8 +146,11 @@ def sections(records: list[RunRecord], over_rounds: bool = True,
         return []
     out = []
     calibration = next((r.calibration for r in records if r.calibration), None)
-    if calibration:
-        out.append((calibration_title(calibration), calibration_rows(calibration)))
+    for one in calibrations_of(calibration or {}) if calibration else []:
+        out.append((calibration_title(one), calibration_rows(one)))
+    if calibration and "kernels" in calibration:
+        out[-1] = (out[-1][0] + f". Every kernel ran at {calibration.get('rate')} pps: {calibration.get('why')}",
+                   out[-1][1])
     out.append(("loaded runs: the regime each proved (valid runs count; invalid ones are rerun)", regime_rows(records)))
     if not over_rounds:
         return out

@@ -29,8 +29,12 @@ from .run_record import SCHEMA, RunRecord
 
 
 def calibration_tables(calibration: dict) -> list[Table]:
-    rows_ = regime_report.calibration_rows(calibration)
-    return [_rich(regime_report.calibration_title(calibration), rows_[0], rows_[1:])]
+    """A ramp table per kernel (an experiment's document holds one per kernel)."""
+    tables = []
+    for one in regime_report.calibrations_of(calibration):
+        rows_ = regime_report.calibration_rows(one)
+        tables.append(_rich(regime_report.calibration_title(one), rows_[0], rows_[1:]))
+    return tables
 
 
 def run_record(run, *, kernel, accel, topology, case: str = "", label: str | None = None) -> RunRecord:

@@ -252,9 +252,8 @@ def publish(result: ExperimentResult) -> None:
     """Tables, verdicts, plot and markdown for an experiment's records."""
     calibration = result.calibration_doc()
     if not result.reached or not result.records:
-        for c in result.calibrations:
-            for table in report.calibration_tables(c.to_dict()):
-                console.print(table)
+        for table in report.calibration_tables(calibration or {"kernels": []}):
+            console.print(table)
         for note in result.notes:
             console.print(f"[yellow]note:[/] {note}")
         return
