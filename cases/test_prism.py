@@ -15,6 +15,7 @@ import pytest
 
 from testbed import FASTER, SLOWER, Deployment, Traffic, assert_intact, judge, over_rounds
 from testbed.analysis.judge import BOOT
+from testbed.analysis.tail import Tail
 from testbed.build.kernel import obtain
 from testbed.traffic import mix as mix_mod
 from testbed.traffic import prism_knobs
@@ -120,16 +121,21 @@ def rounds(request, prism) -> dict[str, list[list]]:
     return runs[key]
 
 
-def tails(boots: list[list], flow: str, p: float = 99) -> list[list]:
+def tails(boots: list[list], flow: str, p: float = 99) -> list[list[Tail]]:
     """The flow's percentile over the probes sent, per run, grouped by boot; lost probes count.
 
-    A run in which none of the flow's probes came back intact fails the case
-    (PRISM's runs) or, on vanilla, which can stall a TCP request/response flow
-    outright under overload (a request lost, its retransmissions lost, the
-    backoff outlasting the window), is left out of that boot with its reason
-    in the message of any verdict that fails.
+    A run in which none of the flow's probes came back intact (vanilla,
+    overloaded, can stall a TCP request/response flow outright: a request
+    lost, its retransmissions lost, the backoff outlasting the window) counts
+    as the experiment counts it (testbed.analysis.rounds): a lower bound, the
+    slowest probe the same condition brought back in any run.
     """
-    return [[run.results().tail(flow, p) for run in runs if run.results().samples(flow).rtts_us] for runs in boots]
+    got = [[run.results().tail(flow, p) if run.results().samples(flow).rtts_us else None for run in runs]
+           for runs in boots]
+    known = [t.value for runs in got for t in runs if t is not None]
+    return [[t if t is not None else Tail(max(known), True, len(run.results().records(flow)),
+                                          len(run.results().records(flow)))
+             for t, run in zip(runs, boot_runs, strict=True)] for runs, boot_runs in zip(got, boots, strict=True)]
 
 
 def flat(boots: list[list]) -> list:
