@@ -133,6 +133,8 @@ def tails(boots: list[list], flow: str, p: float = 99) -> list[list[Tail]]:
     got = [[run.results().tail(flow, p) if run.results().samples(flow).rtts_us else None for run in runs]
            for runs in boots]
     known = [t.value for runs in got for t in runs if t is not None]
+    if not known:
+        return [[] for _ in boots]  # nothing came back anywhere: no value, not even a bound
     return [[t if t is not None else Tail(max(known), True, len(run.results().records(flow)),
                                           len(run.results().records(flow)))
              for t, run in zip(runs, boot_runs, strict=True)] for runs, boot_runs in zip(got, boots, strict=True)]
