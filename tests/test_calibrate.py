@@ -155,6 +155,9 @@ def test_a_failed_calibration_names_the_closest_rates_and_the_levers():
     rate, why = choose(near)
     assert rate is None and "Closest: 56700 pps (queue stood in 90%; host tap dropped 0.77%)" in why
     assert "59700 pps (queue stood in 90%; host tap dropped 0.92%); 115330" in why
-    assert "To fix:" in why and "ingress-rules" in why and "overlay-flood.toml" in why
+    assert "stood from 56700 pps and a stage before it dropped from 56700 pps" not in why  # no window above
+    assert "The levers:" in why and "ingress-rules" in why and "overlay-flood.toml" in why
+    window = [step(10000, False), step(12400, True), dropped(13000, 0.0137), dropped(15200, 0.0139)]
+    assert "stood from 12400 pps and a stage before it dropped from 13000 pps: a window of 1.05x" in choose(window)[1]
     rate, why = choose([step(2000, False), step(3000, False)])
     assert "The target CPU's queue never stood" in why

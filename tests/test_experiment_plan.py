@@ -110,9 +110,9 @@ def test_the_schedule_boots_each_kernel_in_a_balanced_order_and_records_every_tr
     monkeypatch.setattr(experiment.prism_knobs, "has_prism", lambda vm: vm.variant == "prism")
     applied = []
     monkeypatch.setattr(experiment.prism_knobs, "apply", lambda d, setting, mix: applied.append(setting.text))
-    rates = {"vanilla": 30000.0, "prism": 40000.0}
-    monkeypatch.setattr(experiment, "calibrate", lambda d, mix, accel, kernel: Calibration("m", rates[kernel], "ok",
-                                                                                          kernel=kernel))
+    rates = {"vanilla": 30000.0, "prism/off": 40000.0, "prism/sync": 35000.0}
+    monkeypatch.setattr(experiment, "calibrate", lambda d, mix, accel, kernel, start, sender: Calibration(
+        "m", rates[kernel], "ok", kernel=kernel))
     tries = iter([RuntimeError, "invalid", None] + [None] * 100)  # the first loaded try fails, the second misses
 
     class Run:
@@ -140,7 +140,8 @@ def test_the_schedule_boots_each_kernel_in_a_balanced_order_and_records_every_tr
     plan = experiment.ExperimentPlan(results=tmp_path, boots=2, rounds=2, prism_settings=["off", "sync"])
     out = experiment.run_experiment(plan)
     assert _FakeDeployment.booted == ["vanilla", "prism", "vanilla", "prism", "prism", "vanilla"]
-    assert out.rate == pytest.approx(40000.0) and "prism 40000" in out.rate_why
+    assert out.rate == pytest.approx(40000.0) and "prism/off 40000" in out.rate_why
+    assert [c.kernel for c in out.calibrations] == ["vanilla", "prism/off", "prism/sync"]
     loaded = [(r.label, r.boot, r.round, r.attempt) for r in out.records if r.mix["loaded"]]
     assert loaded[:3] == [("vanilla", 1, 1, 2), ("vanilla", 1, 1, 3), ("vanilla", 1, 2, 1)]
     prism_boot1 = [(r.label, r.round) for r in out.records if r.mix["loaded"] and r.kernel_label == "prism" and r.boot == 1]

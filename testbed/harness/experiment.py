@@ -8,9 +8,9 @@ conditions rotated from round to round, so drift on the host hits them
 alike. Settings of one kernel are compared round by round on the same boots.
 
 Before the measured boots, each kernel is booted once more to calibrate
-the mix's "auto" flood on it and to run every condition's unloaded twin;
-the rate every loaded run offers is one for all kernels
-(testbed.traffic.calibrate.common_rate). A loaded run that did not hold the
+the mix's "auto" flood in each of its conditions and to run every
+condition's unloaded twin; the rate every loaded run offers is one for all
+conditions (testbed.traffic.calibrate.common_rate). A loaded run that did not hold the
 regime (testbed.analysis.regime) is recorded as invalid and run again, at most
 `retries` times; a try that failed with an error is recorded too. Every run
 becomes a JSON record, every try a line of tries.json; the report and
@@ -39,7 +39,7 @@ from ..net import topology as topology_mod
 from ..net.deployment import Deployment
 from ..traffic import mix as mix_mod
 from ..traffic import prism_knobs
-from ..traffic.calibrate import Calibration, calibrate, common_rate, host_facts
+from ..traffic.calibrate import GROWTH, START_PPS, Calibration, calibrate, common_rate, host_facts
 from ..traffic.run import run_mix
 from ..vm import accel as accel_mod
 from .kernel_choice import KernelChoice, boot_order, parse_kernels
@@ -186,14 +186,25 @@ class _Session:
         return Deployment(self.topo, self.kernels[label], self.image, self.accels[label])
 
     def calibration_boot(self, label: str, mix: mix_mod.Mix) -> None:
-        """Calibrate the mix on this kernel (PRISM off), and run each condition's unloaded twin."""
+        """Calibrate the mix on this kernel in each of its conditions, then run each one's unloaded twin.
+
+        Every condition gets its own ramp: the knee is the target CPU's, but
+        the headroom is the stages' before it, and a PRISM setting that
+        classifies every packet costs the NIC's CPU more than off does. The
+        ramps after the first start near its knee and reuse its measure of
+        the flood generator's ceiling.
+        """
         console.print(f"[bold]{label}[/]: calibration boot")
         with self._deployment(label) as deployment:
             conditions = self._conditions(label, deployment)
-            if mix.needs_calibration:
-                if conditions[0].setting is not None:  # a PRISM kernel calibrates as it measures off: untouched
-                    prism_knobs.apply(deployment, prism_knobs.PrismSetting("off"), mix)
-                self.out.calibrations.append(calibrate(deployment, mix, self.accels[label], kernel=label))
+            first: Calibration | None = None
+            for cond in conditions if mix.needs_calibration else ():
+                self._apply(deployment, cond, mix)
+                hint = max(START_PPS, (first.base() or 0) / GROWTH ** 2) if first else START_PPS
+                cal = calibrate(deployment, mix, self.accels[label], kernel=cond.label, start=hint,
+                                sender=(first.sender_ceiling_pps, first.sender_probe) if first else None)
+                self.out.calibrations.append(cal)
+                first = first or cal
             for cond in conditions:
                 self._apply(deployment, cond, mix)
                 console.print(f"[bold]{cond.label}[/] {mix.name} unloaded")

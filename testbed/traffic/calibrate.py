@@ -164,7 +164,8 @@ LEVERS = ("the target CPU must be the bottleneck while the stages before it keep
 
 
 def advice(ordered: list[Step], nearest: int = 3) -> str:
-    """The rates that came closest (the queue stood, but a stage before it dropped), and the mix's levers."""
+    """The rates that came closest (the queue stood, but a stage before it dropped), why they did not
+    hold, and what to change in the mix."""
     near = sorted((s for s in ordered if s.regime.standing and s.sender_kept_up),
                   key=lambda s: max(s.regime.tap_drop_share, s.regime.nic_drop_share, s.regime.gro_cells_drop_share))
     parts = []
@@ -174,18 +175,28 @@ def advice(ordered: list[Step], nearest: int = 3) -> str:
             ("host tap", g.tap_drop_share), ("NIC", g.nic_drop_share), ("gro_cells", g.gro_cells_drop_share))
             if share > 0) or "no drop before it"
         parts.append(f"{s.target_pps:.0f} pps (queue stood in {g.occupancy:.0%}; {drops})")
-    closest = f". Closest: {'; '.join(parts)}" if parts else ". The target CPU's queue never stood"
-    return f"{closest}. To fix: {LEVERS}"
+    if not parts:
+        return f". The target CPU's queue never stood. To fix: {LEVERS}"
+    knee = min(s.target_pps for s in near)
+    limit = min((s.target_pps for s in ordered if not s.regime.headroom), default=None)
+    window = ""
+    if limit is not None and limit > knee:
+        window = (f". The queue stood from {knee:.0f} pps and a stage before it dropped from {limit:.0f} pps: "
+                  f"a window of {limit / knee:.2f}x, too narrow for {CONFIRM} steps in a row. More per-packet work "
+                  "on the target CPU (more ingress-rules on the bulk container) brings its knee down, away "
+                  "from the stages before it")
+    return f". Closest: {'; '.join(parts)}{window}. The levers: {LEVERS}"
 
 
 def common_rate(calibrations: Sequence[Calibration]) -> tuple[float | None, str]:
-    """The one rate every kernel of an experiment is measured at, from each kernel's own calibration.
+    """The one rate every condition of an experiment is measured at, from each one's own calibration.
 
-    The highest kernel's chosen rate, so the queue stands on every kernel
-    (a rate at the knee of the kernel with less capacity leaves none on one
-    with more), as long as it stays HEADROOM_MARGIN below every kernel's
-    headroom limit (the stages before the target keep up on all). No such
-    rate: None, and why.
+    The highest chosen rate, so the queue stands in every condition (a rate
+    at the knee of the condition with less capacity leaves none in one with
+    more), as long as it stays HEADROOM_MARGIN below every condition's
+    headroom limit (the stages before the target keep up in all: a PRISM
+    setting that classifies every packet costs the NIC's CPU more than off
+    does). No such rate: None, and why.
     """
     failed = [c for c in calibrations if not c.reached]
     if failed:
@@ -196,9 +207,9 @@ def common_rate(calibrations: Sequence[Calibration]) -> tuple[float | None, str]
     rates = ", ".join(f"{c.kernel} {c.rate:.0f}" for c in calibrations)
     if tight:
         limit, c = min(tight, key=lambda x: x[0])
-        return None, (f"no common rate: the kernels' points are {rates} pps, and {rate:.0f} pps lies within "
+        return None, (f"no common rate: the points are {rates} pps, and {rate:.0f} pps lies within "
                       f"{HEADROOM_MARGIN:g}x of {limit:.0f} pps, where a stage before the target dropped on {c.kernel}")
-    return rate, f"the highest of the kernels' points ({rates} pps), so the queue stands on every kernel"
+    return rate, f"the highest of the points ({rates} pps), so the queue stands in every condition"
 
 
 def _base(ordered: list[Step]) -> tuple[Step, Step] | None:
@@ -305,19 +316,26 @@ def host_facts(accel) -> dict:
     return facts
 
 
-def calibrate(deployment: Deployment, mix: Mix, accel=None, kernel: str = "") -> Calibration:
-    """Ramp the mix's "auto" floods on a booted deployment and choose its operating point."""
+def calibrate(deployment: Deployment, mix: Mix, accel=None, kernel: str = "", *, start: float = START_PPS,
+              sender: tuple[float | None, list[dict]] | None = None) -> Calibration:
+    """Ramp the mix's "auto" floods on a booted deployment and choose its operating point.
+
+    kernel names what was calibrated (a kernel, or a kernel in one setting).
+    start: the ramp's first rate (a later condition on the same boot starts
+    near the first one's knee); sender: the flood generator's ceiling and
+    its measurement when this boot already took them.
+    """
     if not mix.needs_calibration:
         raise VerdictError(f"mix {mix.name}: no flood says rate = \"auto\": nothing to calibrate")
     mix.validate(deployment.topology)
     prepare(deployment, mix.with_flood_rate(START_PPS))
     start = time.monotonic()
-    ceiling, probe = sender_ceiling(deployment, mix)
+    ceiling, probe = sender if sender is not None else sender_ceiling(deployment, mix)
     console.print(f"calibrate {mix.name}: flood generator ceiling "
                   + (f"{ceiling:.0f} pps" if ceiling else f"above {probe[-1]['target_pps']} pps"))
     steps: list[Step] = []
     with _busy(deployment, mix):
-        rate = START_PPS
+        rate = start
         for _ in range(MAX_STEPS):
             if ceiling is not None and rate > ceiling:
                 break
