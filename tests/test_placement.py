@@ -133,4 +133,5 @@ def test_every_run_puts_the_placement_back_and_starts_each_program_once(monkeypa
     spawned = [c for c in deployment.calls if c[0] == "spawn"]
     assert len(spawned) == len(placement.programs(deployment.topology, a))
     assert len(pinned) == 3 and pinned[2] == placement.programs(deployment.topology, a)
-    assert rules == [("s2", 2000), ("s2", 10), ("s2", 2000)]
+    shipped_rules = a.tuning["server"].ingress_rules["s2"]
+    assert rules == [("s2", shipped_rules), ("s2", 10), ("s2", shipped_rules)]
