@@ -1,4 +1,4 @@
-"""The checker that tells whether a program starts on the guest's glibc: it refuses what needs a newer one."""
+"""The guest's programs start on the guest's glibc: the checker, and the programs of the image this checkout builds."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from testbed.build import glibc_abi
+from testbed.build import glibc_abi, guest_programs
 from testbed.build.glibc_abi import GlibcVersion
+from testbed.build.image import ROOT_FILE, load_spec
+from testbed.core.cache import Store
 from testbed.core.cmd import run
 
 BOOKWORM = GlibcVersion.parse("2.36-9+deb12u14")
@@ -82,3 +84,26 @@ def test_the_checker_reads_a_real_binary_and_refuses_it(stub_libc):
     requirement = glibc_abi.requirement(stub_libc, BOOKWORM)
     assert "GLIBC_2.38" in requirement.needs and requirement.missing == ("GLIBC_2.38",)
     assert "needs-2.38 needs GLIBC_2.38" in glibc_abi.refusal([requirement], BOOKWORM)
+
+
+def dump_from_image(image: Path, inside: str, out: Path) -> Path:
+    """One file of an ext4 image, copied out with debugfs (no mount needed)."""
+    run(["debugfs", "-R", f"dump -p {inside} {out}", str(image)], timeout=60, check=True)
+    if not out.is_file():
+        pytest.fail(f"{image} has no {inside}")
+    return out
+
+
+def test_the_programs_in_the_built_image_need_no_newer_glibc_than_the_guest_has(tmp_path):
+    """What ships, read from the image: each program of images/src against the image's own libc6."""
+    spec = load_spec()
+    entry = Store("images").lookup(spec.key())
+    if entry is None:
+        pytest.skip(f"image {spec.key()} is not built yet (prism-testbed image build; the image build checks this too)")
+    guest = glibc_abi.guest_glibc(entry.file("packages.txt").read_text())
+    installed = guest_programs.installed_paths(Path("/"), spec.programs())
+    assert set(installed) == {"prism-reflector", "prism-stagemon"}
+    requirements = [glibc_abi.requirement(dump_from_image(entry.file(ROOT_FILE), str(path), tmp_path / name), guest, name)
+                    for name, path in installed.items()]
+    assert all(r.needs for r in requirements), "a program with no glibc needs: not read as a dynamic ELF"
+    assert glibc_abi.refusal(requirements, guest) is None
