@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from testbed.core.errors import CommandError, TestbedError
 from testbed.core.progress import CommandFailed, Step, print_tail
 
 
@@ -20,6 +21,8 @@ def test_failure_carries_the_log_and_its_last_30_lines(tmp_path, capsys):
         Step("t").run(["sh", "-c", "for i in $(seq 1 50); do echo line$i; done; exit 3"], log)
     failure = info.value
     assert failure.returncode == 3 and failure.log == log
+    assert isinstance(failure, TestbedError) and isinstance(failure, CommandError)  # the CLI prints it in one line
+    assert failure.command.startswith("sh -c 'for i in") and str(failure) == f"sh exited 3; log: {log}"
     assert failure.tail == [f"line{i}" for i in range(21, 51)]
     print_tail(failure)
     err = capsys.readouterr().err

@@ -202,7 +202,7 @@ def _build_into_store(spec: ImageSpec, key: str, store: Store) -> None:
             raise ImageBuildError(f"image {spec.name}: {failure.argv[0]} failed: {failure.host_problem} "
                                   f"under {work_root()} or {store.dir}; log: {failure.log}") from None
         print_tail(failure)
-        raise ImageBuildError(f"image {spec.name}: {failure.argv[0]} failed; log: {failure.log}") from None
+        raise ImageBuildError(f"image {spec.name}: {failure}") from None
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -128,7 +128,7 @@ def _make_failures(what: str) -> Iterator[None]:
         yield
     except CommandFailed as failure:
         print_tail(failure)
-        raise KernelBuildError(f"{what}: {failure.argv[-1]} failed; log: {failure.log}") from None
+        raise KernelBuildError(f"{what}: {failure.argv[-1]} {failure.outcome}; log: {failure.log}") from None
 
 
 def build_variant(spec: BuildSpec, store: Store | None = None) -> Kernel:

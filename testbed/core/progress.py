@@ -19,6 +19,10 @@ from pathlib import Path
 from rich.console import Console
 from rich.text import Text
 
+from .errors import CommandFailed
+
+__all__ = ["CommandFailed", "Step", "console", "print_tail"]
+
 # Off a terminal (a pipe, a CI log) Rich assumes 80 columns and folds a wide table into columns
 # of four letters; a log has no width, so tables get as much as they need, up to this.
 LOG_WIDTH = 320
@@ -37,25 +41,6 @@ console = _console()
 def _fmt(seconds: float) -> str:
     minutes, secs = divmod(int(seconds), 60)
     return f"{minutes}m{secs:02d}s" if minutes else f"{seconds:.1f}s"
-
-
-class CommandFailed(Exception):
-    """A tool exited non-zero; carries the log path and its last lines."""
-
-    def __init__(self, argv: Sequence[str], returncode: int, log: Path, tail: list[str]):
-        self.argv = list(argv)
-        self.returncode = returncode
-        self.log = log
-        self.tail = tail
-        super().__init__(f"{argv[0]} exited {returncode}; log: {log}")
-
-    @property
-    def host_problem(self) -> str | None:
-        """The host's own reason when the output names one (a full or read-only disk), else None."""
-        for reason in ("No space left on device", "Read-only file system", "Disk quota exceeded"):
-            if any(reason in line for line in self.tail):
-                return reason
-        return None
 
 
 class Step:
@@ -128,6 +113,6 @@ class Step:
 
 def print_tail(failure: CommandFailed) -> None:
     """Show the last lines of a failed tool's log, and where the rest is."""
-    console.print(f"[red]{' '.join(failure.argv[:3])} … failed (exit {failure.returncode}); last lines of {failure.log}:[/]")
+    console.print(f"[red]{' '.join(failure.argv[:3])} … {failure.outcome}; last lines of {failure.log}:[/]")
     for line in failure.tail:
         console.print(f"  {line}", markup=False)
