@@ -25,7 +25,7 @@ from ..core.cmd import run
 from ..core.errors import ConfigError, ImageBuildError
 from ..core.paths import REPO_ROOT
 from ..core.progress import CommandFailed, Step, console, print_tail
-from . import glibc_abi, guest_programs
+from . import deadlines, glibc_abi, guest_programs
 
 IMAGES_DIR = REPO_ROOT / "images"
 BUILDER_VERSION = 3  # bump when the build changes what an image holds (3: programs built in the guest root)
@@ -156,7 +156,7 @@ def package_tree(spec: ImageSpec, step: Step, log: Path) -> Path:
         tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{spec.tree_key()}.tmp-"))
         try:
             with step.phase("mmdebstrap"):
-                step.run(mmdebstrap_argv(spec, tmp / "root"), log)
+                step.run(mmdebstrap_argv(spec, tmp / "root"), log, timeout=deadlines.MMDEBSTRAP)
             os.rename(tmp / "root", final)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -173,7 +173,7 @@ def _build_into_store(spec: ImageSpec, key: str, store: Store) -> None:
         tree = package_tree(spec, step, log)
         root = work / "root"
         with step.phase("customise"):
-            step.run(["cp", "-a", str(tree), str(root)], log)
+            step.run(["cp", "-a", str(tree), str(root)], log, timeout=deadlines.COPY_TREE)
             shutil.copytree(spec.rootfs, root, dirs_exist_ok=True, symlinks=True)
             link_busybox_applets(root)
             packages = installed_packages(root)
@@ -183,7 +183,8 @@ def _build_into_store(spec: ImageSpec, key: str, store: Store) -> None:
                 used = _tree_bytes(root)
                 size_mib = int(used * 1.15 / (1 << 20)) + spec.slack_mib
                 step.run(["mke2fs", "-q", "-F", "-t", "ext4", "-O", "^has_journal", "-L", "prism-root",
-                          "-E", "root_owner=0:0", "-d", str(root), str(stage / ROOT_FILE), f"{size_mib}M"], log)
+                          "-E", "root_owner=0:0", "-d", str(root), str(stage / ROOT_FILE), f"{size_mib}M"], log,
+                         timeout=deadlines.MKE2FS)
             (stage / "packages.txt").write_text(packages)
             meta = {
                 "key": key, "name": spec.name, "suite": spec.suite, "variant": spec.variant,

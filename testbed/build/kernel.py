@@ -21,7 +21,7 @@ from pathlib import Path
 from ..core.cache import Store, cache_root, file_lock, sha256_file, work_root
 from ..core.errors import ConfigError, KernelBuildError
 from ..core.progress import CommandFailed, Step, console, print_tail
-from . import kconfig
+from . import deadlines, kconfig
 from .kernel_source import fetch_tarball, is_kernel_tree, patched_tree, pristine_tree
 from .kernel_spec import BuildSpec, Variant, load_catalog, resolve
 
@@ -94,10 +94,11 @@ def configure(step: Step, tree: Path, build: Path | None, base: str | None,
     with step.phase("configure"):
         env = compiler_env()
         if base is not None:
-            step.run(make_argv(tree, build, base), log, env=env)
+            step.run(make_argv(tree, build, base), log, env=env, timeout=deadlines.CONFIGURE)
         step.run([str(tree / "scripts/kconfig/merge_config.sh"), "-m", "-O", str(build or tree), str(config),
-                  *[str(p) for _, p in fragments]], log, cwd=tree, env=env)
-        step.run(make_argv(tree, build, "olddefconfig"), log, env=env)
+                  *[str(p) for _, p in fragments]], log, cwd=tree, env=env,
+                 timeout=deadlines.CONFIGURE)
+        step.run(make_argv(tree, build, "olddefconfig"), log, env=env, timeout=deadlines.CONFIGURE)
     final = kconfig.parse_config_file(config)
     problems = kconfig.verify(requested, final)
     if problems:
@@ -114,7 +115,8 @@ def compile_kernel(step: Step, tree: Path, build: Path | None, log: Path,
     # with the same options share one autoconf.h and every ccache entry.
     extra = [f"LOCALVERSION={localversion}"] if localversion else []
     with step.phase("compile"):
-        step.run([*make_argv(tree, build, f"-j{jobs()}", *extra, "bzImage")], log, env=compiler_env())
+        step.run([*make_argv(tree, build, f"-j{jobs()}", *extra, "bzImage")], log, env=compiler_env(),
+                 timeout=deadlines.KERNEL_COMPILE)
     out = build or tree
     release = subprocess.run(make_argv(tree, build, "-s", *extra, "kernelrelease"), capture_output=True, text=True,
                              check=True).stdout.strip()

@@ -74,6 +74,18 @@ class CommandFailed(CommandError):
         return None
 
 
+class StepTimeout(CommandFailed, CommandTimeout):
+    """A long tool ran past its deadline and was killed, with everything it had started."""
+
+    def __init__(self, argv: Sequence[str], returncode: int, log: Path, tail: list[str], timeout: float):
+        self.timeout = timeout
+        super().__init__(argv, returncode, log, tail)
+
+    @property
+    def outcome(self) -> str:
+        return f"did not finish in {self.timeout:g}s and was killed"
+
+
 class GuestCommandError(CommandError):
     """A command run in the guest through the guest agent failed."""
 

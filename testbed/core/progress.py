@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import subprocess
+import threading
 import time
 from collections import deque
 from collections.abc import Iterator, Sequence
@@ -19,9 +21,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.text import Text
 
-from .errors import CommandFailed
+from .errors import CommandFailed, StepTimeout
 
-__all__ = ["CommandFailed", "Step", "console", "print_tail"]
+__all__ = ["CommandFailed", "Step", "StepTimeout", "console", "print_tail"]
 
 # Off a terminal (a pipe, a CI log) Rich assumes 80 columns and folds a wide table into columns
 # of four letters; a log has no width, so tables get as much as they need, up to this.
@@ -84,8 +86,14 @@ class Step:
             text.append(f"  {detail[:100]}", style="dim")
         return text
 
-    def run(self, argv: Sequence[str], log: Path, cwd: Path | None = None, env: dict | None = None) -> None:
-        """Run argv, appending its output to log; raise CommandFailed on error."""
+    def run(self, argv: Sequence[str], log: Path, *, timeout: float, cwd: Path | None = None,
+            env: dict | None = None) -> None:
+        """Run argv, appending its output to log; CommandFailed on error, StepTimeout past timeout seconds.
+
+        The tool runs in a session of its own, so the deadline (or an
+        interrupt) kills what it started too: make's compilers, mmdebstrap's
+        apt and dpkg.
+        """
         tail: deque[str] = deque(maxlen=30)
         log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "a", buffering=1) as out:  # line-buffered: the log is current if we die
@@ -93,8 +101,11 @@ class Step:
             out.flush()
             proc = subprocess.Popen(
                 list(argv), cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, text=True, errors="replace", bufsize=1,
+                stdin=subprocess.DEVNULL, text=True, errors="replace", bufsize=1, start_new_session=True,
             )
+            overran = threading.Event()
+            deadline = threading.Timer(timeout, lambda: (overran.set(), _kill_session(proc)))
+            deadline.start()
             try:
                 assert proc.stdout is not None
                 for line in proc.stdout:
@@ -104,11 +115,22 @@ class Step:
                     self.update(line.strip())
                 returncode = proc.wait()
             except BaseException:
-                proc.kill()
+                _kill_session(proc)
                 proc.wait()
                 raise
+            finally:
+                deadline.cancel()
+            if overran.is_set() and returncode < 0:  # killed by the deadline, not finished just before it
+                out.write(f"[killed: no end after {timeout:g}s]\n")
+                raise StepTimeout(argv, returncode, log, list(tail), timeout)
         if returncode != 0:
             raise CommandFailed(argv, returncode, log, list(tail))
+
+
+def _kill_session(proc: subprocess.Popen) -> None:
+    """SIGKILL the session proc leads: the tool and every process it started."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
 
 
 def print_tail(failure: CommandFailed) -> None:
