@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..core.cmd import run
+from . import deadlines
 
-READELF_TIMEOUT = 30.0  # readelf reads a small ELF header: seconds at most, even on a loaded host
 _NEED_NAME = re.compile(r"\bName:\s*(\S+)")
 _GLIBC_NAME = re.compile(r"GLIBC_(\d+(?:\.\d+)+)")
 
@@ -82,7 +82,7 @@ def missing_from(needs: Iterable[str], guest: GlibcVersion) -> tuple[str, ...]:
 
 def requirement(program: Path, guest: GlibcVersion, name: str | None = None) -> Requirement:
     """Read program's version needs with readelf (binutils) and judge them against `guest`."""
-    text = run(["readelf", "-V", "--wide", str(program)], timeout=READELF_TIMEOUT, check=True).stdout
+    text = run(["readelf", "-V", "--wide", str(program)], timeout=deadlines.READELF, check=True).stdout
     needs = version_needs(text)
     return Requirement(name or program.name, needs, missing_from(needs, guest))
 

@@ -13,7 +13,6 @@ import json
 import os
 import shlex
 import shutil
-import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
@@ -30,7 +29,6 @@ from . import deadlines, glibc_abi, guest_programs
 IMAGES_DIR = REPO_ROOT / "images"
 BUILDER_VERSION = 3  # bump when the build changes what an image holds (3: programs built in the guest root)
 ROOT_FILE = "root.ext4"
-DPKG_QUERY_TIMEOUT = 60.0  # dpkg-query reads one status file: seconds, even on a loaded host
 
 
 @dataclass(frozen=True)
@@ -211,7 +209,7 @@ def _build_into_store(spec: ImageSpec, key: str, store: Store) -> None:
 def installed_packages(root: Path) -> str:
     """dpkg's view of root: `package<TAB>version` lines, as packages.txt keeps them."""
     return run(["dpkg-query", f"--admindir={root}/var/lib/dpkg", "-W", "-f", "${Package}\t${Version}\n"],
-               timeout=DPKG_QUERY_TIMEOUT, check=True).stdout
+               timeout=deadlines.DPKG_QUERY, check=True).stdout
 
 
 def program_requirements(spec: ImageSpec, root: Path, packages: str) -> list[glibc_abi.Requirement]:
@@ -236,7 +234,7 @@ def link_busybox_applets(root: Path) -> list[str]:
     busybox = root / "bin/busybox"
     if not busybox.is_file():
         return []
-    applets = subprocess.run([str(busybox), "--list"], capture_output=True, text=True, check=True).stdout.split()
+    applets = run([str(busybox), "--list"], timeout=deadlines.BUSYBOX_LIST, check=True).stdout.split()
     bindirs = [root / d for d in ("usr/local/bin", "usr/bin", "bin", "usr/sbin", "sbin")]
     target = root / "usr/local/bin"
     target.mkdir(parents=True, exist_ok=True)

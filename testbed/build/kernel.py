@@ -11,7 +11,6 @@ import json
 import os
 import shlex
 import shutil
-import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..core.cache import Store, cache_root, file_lock, sha256_file, work_root
+from ..core.cmd import run
 from ..core.errors import ConfigError, KernelBuildError
 from ..core.progress import CommandFailed, Step, console, print_tail
 from . import deadlines, kconfig
@@ -118,8 +118,8 @@ def compile_kernel(step: Step, tree: Path, build: Path | None, log: Path,
         step.run([*make_argv(tree, build, f"-j{jobs()}", *extra, "bzImage")], log, env=compiler_env(),
                  timeout=deadlines.KERNEL_COMPILE)
     out = build or tree
-    release = subprocess.run(make_argv(tree, build, "-s", *extra, "kernelrelease"), capture_output=True, text=True,
-                             check=True).stdout.strip()
+    release = run(make_argv(tree, build, "-s", *extra, "kernelrelease"), timeout=deadlines.KERNELRELEASE,
+                  check=True).stdout.strip()
     return out / "arch/x86/boot/bzImage", release
 
 

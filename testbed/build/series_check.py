@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import re
 import shutil
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..core.cache import cache_root, file_lock, work_root
+from ..core.cmd import run
 from ..core.errors import CommandFailed, KernelBuildError, StepTimeout
 from ..core.progress import Step
 from . import deadlines
@@ -57,8 +57,7 @@ def touched_dirs(patch: Path) -> list[str]:
 
 def checkpatch(tree: Path, patch: Path) -> tuple[str, ...]:
     """checkpatch.pl's ERROR/WARNING/CHECK lines for one patch, with the location line after each."""
-    done = subprocess.run([str(tree / "scripts/checkpatch.pl"), "--no-tree", "-q", str(patch)],
-                          capture_output=True, text=True, timeout=300, check=False)
+    done = run([str(tree / "scripts/checkpatch.pl"), "--no-tree", "-q", str(patch)], timeout=deadlines.CHECKPATCH)
     lines = [*done.stdout.splitlines(), ""]
     return tuple(f"{line} ({lines[i + 1].strip()})" if lines[i + 1].startswith("#") else line
                  for i, line in enumerate(lines) if re.match(r"(ERROR|WARNING|CHECK):", line))
