@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from testbed.build import deadlines, kernel_spec
 from testbed.build import kernel as kernel_mod
-from testbed.build import kernel_spec
 from testbed.build.kernel_source import apply_patch, patched_tree, pristine_tree
 from testbed.core.cache import Store
 from testbed.core.errors import KernelBuildError
@@ -53,6 +53,23 @@ def test_pristine_tree_is_unpacked_once(cache, tarball):
     (tree / "marker").write_text("kept")
     assert pristine_tree(tarball, "f" * 64, step) == tree
     assert (tree / "marker").exists()  # not unpacked again
+
+
+def test_a_file_that_is_no_tarball_is_one_line_naming_it_and_leaves_nothing(cache, tmp_path):
+    bogus = tmp_path / "linux.tar.xz"
+    bogus.write_bytes(b"not a tarball\n" * 100)
+    with pytest.raises(KernelBuildError, match=rf"{bogus}: cannot unpack: `tar -xf .*` exited 2") as info:
+        pristine_tree(bogus, "e" * 64, Step("test"))
+    assert "\n" not in str(info.value)
+    assert not (cache / "sources" / ("e" * 64)).exists()
+
+
+def test_the_unpack_has_a_deadline(cache, tarball, monkeypatch):
+    """A tar that hangs (a stalled disk) is killed and named, not waited on forever."""
+    monkeypatch.setattr(deadlines, "TAR_EXTRACT", 0.001)
+    with pytest.raises(KernelBuildError, match=r"cannot unpack: `tar -xf .*` did not finish in 0.001s and was killed"):
+        pristine_tree(tarball, "d" * 64, Step("test"))
+    assert not (cache / "sources" / ("d" * 64)).exists()
 
 
 def test_patched_tree_leaves_the_pristine_copy_alone(cache, tarball, tmp_path):

@@ -8,7 +8,7 @@ import pytest
 
 from testbed.build import series_check
 from testbed.build.kernel_spec import Variant
-from testbed.core.errors import KernelBuildError
+from testbed.core.errors import KernelBuildError, StepTimeout
 from testbed.core.progress import CommandFailed
 
 PATCH = """\
@@ -79,6 +79,11 @@ def test_a_build_failure_is_named_by_the_compilers_first_error(tmp_path):
         "net/core/dev.c:4525:9: error: implicit declaration of function 'prism_backlog_schedule_head'",
         "make[3]: *** [scripts/Makefile.build:250: net/core/dev.o] Error 1"])
     assert series_check.first_error(failure).startswith("net/core/dev.c:4525:9: error: implicit declaration")
+
+
+def test_a_build_that_overran_its_deadline_says_so_rather_than_a_stale_line(tmp_path):
+    failure = StepTimeout(["make"], -9, tmp_path / "log", ["  CC      net/core/dev.o"], 14400)
+    assert series_check.first_error(failure) == f"make did not finish in 14400s and was killed; log: {tmp_path / 'log'}"
 
 
 def test_a_patch_is_ok_only_without_findings_and_broken_builds():

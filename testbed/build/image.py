@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
-import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
@@ -20,13 +20,14 @@ from pathlib import Path
 
 from ..core import tomlconf
 from ..core.cache import CacheEntry, Store, cache_root, file_lock, sha256_bytes, sha256_file, work_root
+from ..core.cmd import run
 from ..core.errors import ConfigError, ImageBuildError
 from ..core.paths import REPO_ROOT
 from ..core.progress import CommandFailed, Step, console, print_tail
-from .kernel_spec import toolchain_identity
+from . import deadlines, glibc_abi, guest_programs
 
 IMAGES_DIR = REPO_ROOT / "images"
-BUILDER_VERSION = 2  # bump when the build changes what an image holds
+BUILDER_VERSION = 3  # bump when the build changes what an image holds (3: programs built in the guest root)
 ROOT_FILE = "root.ext4"
 
 
@@ -51,23 +52,22 @@ class ImageSpec:
             return []
         return sorted(p for p in self.rootfs.rglob("*") if p.is_file())
 
-    def packages_key(self) -> str:
-        """The mmdebstrap tree depends on these alone."""
+    def tree_key(self) -> str:
+        """The mmdebstrap tree depends on these alone: the packages, and the programs compiled into it."""
         material = {
             "builder": BUILDER_VERSION, "suite": self.suite, "variant": self.variant, "mirror": self.mirror,
             "packages": sorted(self.packages), "exclude": list(self.exclude), "include": list(self.include),
+            "programs": guest_programs.key_material(self.programs()),
         }
         return f"{self.name}-{sha256_bytes(json.dumps(material, sort_keys=True).encode())[:24]}"
 
     def key(self) -> str:
-        """The image: the package tree, our overlay files and the slack."""
+        """The image: the tree, our overlay files and the slack."""
         material = {
-            "packages": self.packages_key(),
+            "tree": self.tree_key(),
             "slack": self.slack_mib,
             "overlay": [[str(p.relative_to(self.rootfs)), oct(p.stat().st_mode & 0o7777), sha256_file(p)]
                         for p in self.overlay_files()],
-            "programs": [[p.name, sha256_file(p)] for p in self.programs()],
-            "compiler": toolchain_identity() if self.programs() else None,
         }
         return f"{self.name}-{sha256_bytes(json.dumps(material, sort_keys=True).encode())[:24]}"
 
@@ -132,6 +132,7 @@ def mmdebstrap_argv(spec: ImageSpec, target: Path) -> list[str]:
     argv = ["mmdebstrap", f"--variant={spec.variant}", "--mode=root", "--include=" + ",".join(spec.packages)]
     argv += [f"--dpkgopt=path-exclude={p}" for p in spec.exclude]
     argv += [f"--dpkgopt=path-include={p}" for p in spec.include]
+    argv += guest_programs.mmdebstrap_options(spec.programs())
     argv += [spec.suite, str(target)]
     if spec.mirror:
         argv.append(spec.mirror)
@@ -139,21 +140,21 @@ def mmdebstrap_argv(spec: ImageSpec, target: Path) -> list[str]:
 
 
 def package_tree(spec: ImageSpec, step: Step, log: Path) -> Path:
-    """The root tree mmdebstrap makes from the package list, made once.
+    """The root tree mmdebstrap makes from the package list, with the guest's programs compiled in, made once.
 
     Kept apart from the image so that editing the files under rootfs/ costs
     a copy and an mke2fs, not a new mmdebstrap run.
     """
     root = cache_root() / "package-trees"
-    final = root / spec.packages_key()
-    with file_lock(root / ".locks" / f"{spec.packages_key()}.lock"):
+    final = root / spec.tree_key()
+    with file_lock(root / ".locks" / f"{spec.tree_key()}.lock"):
         if final.is_dir():
             return final
         root.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{spec.packages_key()}.tmp-"))
+        tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{spec.tree_key()}.tmp-"))
         try:
             with step.phase("mmdebstrap"):
-                step.run(mmdebstrap_argv(spec, tmp / "root"), log)
+                step.run(mmdebstrap_argv(spec, tmp / "root"), log, timeout=deadlines.MMDEBSTRAP)
             os.rename(tmp / "root", final)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -170,29 +171,28 @@ def _build_into_store(spec: ImageSpec, key: str, store: Store) -> None:
         tree = package_tree(spec, step, log)
         root = work / "root"
         with step.phase("customise"):
-            step.run(["cp", "-a", str(tree), str(root)], log)
+            step.run(["cp", "-a", str(tree), str(root)], log, timeout=deadlines.COPY_TREE)
             shutil.copytree(spec.rootfs, root, dirs_exist_ok=True, symlinks=True)
             link_busybox_applets(root)
-            for source in spec.programs():
-                step.run(["gcc", "-O2", "-Wall", "-Wextra", "-Werror", "-o", str(root / "usr/local/bin" / source.stem),
-                          str(source)], log)
-            packages = subprocess.run(
-                ["dpkg-query", f"--admindir={root}/var/lib/dpkg", "-W", "-f", "${Package}\t${Version}\n"],
-                capture_output=True, text=True, check=True).stdout
+            packages = installed_packages(root)
+            programs = program_requirements(spec, root, packages)
         with store.staging(key) as stage:
             with step.phase("mke2fs"):
                 used = _tree_bytes(root)
                 size_mib = int(used * 1.15 / (1 << 20)) + spec.slack_mib
                 step.run(["mke2fs", "-q", "-F", "-t", "ext4", "-O", "^has_journal", "-L", "prism-root",
-                          "-E", "root_owner=0:0", "-d", str(root), str(stage / ROOT_FILE), f"{size_mib}M"], log)
+                          "-E", "root_owner=0:0", "-d", str(root), str(stage / ROOT_FILE), f"{size_mib}M"], log,
+                         timeout=deadlines.MKE2FS)
             (stage / "packages.txt").write_text(packages)
             meta = {
                 "key": key, "name": spec.name, "suite": spec.suite, "variant": spec.variant,
                 "packages": list(spec.packages), "size_mib": size_mib,
                 "installed": len(packages.splitlines()),
+                "glibc": str(glibc_abi.guest_glibc(packages)),
+                "programs": {r.program: sorted(r.needs) for r in programs},
                 "build_seconds": round(step.elapsed(), 1),
                 "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                "reproducer": " ".join(mmdebstrap_argv(spec, Path("ROOT"))),
+                "reproducer": shlex.join(mmdebstrap_argv(spec, Path("ROOT"))),
             }
             (stage / "metadata.json").write_text(json.dumps(meta, indent=2) + "\n")
         console.print(f"image {spec.name}: built {size_mib} MiB in {step.elapsed():.0f}s, cached as {key}")
@@ -201,9 +201,28 @@ def _build_into_store(spec: ImageSpec, key: str, store: Store) -> None:
             raise ImageBuildError(f"image {spec.name}: {failure.argv[0]} failed: {failure.host_problem} "
                                   f"under {work_root()} or {store.dir}; log: {failure.log}") from None
         print_tail(failure)
-        raise ImageBuildError(f"image {spec.name}: {failure.argv[0]} failed; log: {failure.log}") from None
+        raise ImageBuildError(f"image {spec.name}: {failure}") from None
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def installed_packages(root: Path) -> str:
+    """dpkg's view of root: `package<TAB>version` lines, as packages.txt keeps them."""
+    return run(["dpkg-query", f"--admindir={root}/var/lib/dpkg", "-W", "-f", "${Package}\t${Version}\n"],
+               timeout=deadlines.DPKG_QUERY, check=True).stdout
+
+
+def program_requirements(spec: ImageSpec, root: Path, packages: str) -> list[glibc_abi.Requirement]:
+    """What each of the guest's programs needs from glibc; an error when root lacks one or its glibc is too old."""
+    guest = glibc_abi.guest_glibc(packages)
+    binaries = guest_programs.installed_paths(root, spec.programs())
+    absent = [name for name, path in binaries.items() if not path.is_file()]
+    if absent:
+        raise ImageBuildError(f"image {spec.name}: the build left no {', '.join(absent)} in {guest_programs.INSTALL_DIR}")
+    requirements = [glibc_abi.requirement(path, guest, name) for name, path in binaries.items()]
+    if refused := glibc_abi.refusal(requirements, guest):
+        raise ImageBuildError(f"image {spec.name}: {refused}")
+    return requirements
 
 
 def link_busybox_applets(root: Path) -> list[str]:
@@ -215,7 +234,7 @@ def link_busybox_applets(root: Path) -> list[str]:
     busybox = root / "bin/busybox"
     if not busybox.is_file():
         return []
-    applets = subprocess.run([str(busybox), "--list"], capture_output=True, text=True, check=True).stdout.split()
+    applets = run([str(busybox), "--list"], timeout=deadlines.BUSYBOX_LIST, check=True).stdout.split()
     bindirs = [root / d for d in ("usr/local/bin", "usr/bin", "bin", "usr/sbin", "sbin")]
     target = root / "usr/local/bin"
     target.mkdir(parents=True, exist_ok=True)

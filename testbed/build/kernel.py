@@ -11,7 +11,6 @@ import json
 import os
 import shlex
 import shutil
-import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,9 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..core.cache import Store, cache_root, file_lock, sha256_file, work_root
+from ..core.cmd import run
 from ..core.errors import ConfigError, KernelBuildError
 from ..core.progress import CommandFailed, Step, console, print_tail
-from . import kconfig
+from . import deadlines, kconfig
 from .kernel_source import fetch_tarball, is_kernel_tree, patched_tree, pristine_tree
 from .kernel_spec import BuildSpec, Variant, load_catalog, resolve
 
@@ -94,10 +94,11 @@ def configure(step: Step, tree: Path, build: Path | None, base: str | None,
     with step.phase("configure"):
         env = compiler_env()
         if base is not None:
-            step.run(make_argv(tree, build, base), log, env=env)
+            step.run(make_argv(tree, build, base), log, env=env, timeout=deadlines.CONFIGURE)
         step.run([str(tree / "scripts/kconfig/merge_config.sh"), "-m", "-O", str(build or tree), str(config),
-                  *[str(p) for _, p in fragments]], log, cwd=tree, env=env)
-        step.run(make_argv(tree, build, "olddefconfig"), log, env=env)
+                  *[str(p) for _, p in fragments]], log, cwd=tree, env=env,
+                 timeout=deadlines.CONFIGURE)
+        step.run(make_argv(tree, build, "olddefconfig"), log, env=env, timeout=deadlines.CONFIGURE)
     final = kconfig.parse_config_file(config)
     problems = kconfig.verify(requested, final)
     if problems:
@@ -114,10 +115,11 @@ def compile_kernel(step: Step, tree: Path, build: Path | None, log: Path,
     # with the same options share one autoconf.h and every ccache entry.
     extra = [f"LOCALVERSION={localversion}"] if localversion else []
     with step.phase("compile"):
-        step.run([*make_argv(tree, build, f"-j{jobs()}", *extra, "bzImage")], log, env=compiler_env())
+        step.run([*make_argv(tree, build, f"-j{jobs()}", *extra, "bzImage")], log, env=compiler_env(),
+                 timeout=deadlines.KERNEL_COMPILE)
     out = build or tree
-    release = subprocess.run(make_argv(tree, build, "-s", *extra, "kernelrelease"), capture_output=True, text=True,
-                             check=True).stdout.strip()
+    release = run(make_argv(tree, build, "-s", *extra, "kernelrelease"), timeout=deadlines.KERNELRELEASE,
+                  check=True).stdout.strip()
     return out / "arch/x86/boot/bzImage", release
 
 
@@ -128,7 +130,7 @@ def _make_failures(what: str) -> Iterator[None]:
         yield
     except CommandFailed as failure:
         print_tail(failure)
-        raise KernelBuildError(f"{what}: {failure.argv[-1]} failed; log: {failure.log}") from None
+        raise KernelBuildError(f"{what}: {failure.argv[-1]} {failure.outcome}; log: {failure.log}") from None
 
 
 def build_variant(spec: BuildSpec, store: Store | None = None) -> Kernel:

@@ -13,14 +13,15 @@ import contextlib
 import os
 import re
 import shutil
-import subprocess
 import tempfile
 import urllib.request
 from pathlib import Path
 
 from ..core.cache import cache_root, file_lock, sha256_file
-from ..core.errors import KernelBuildError
+from ..core.cmd import run
+from ..core.errors import CommandError, KernelBuildError
 from ..core.progress import Step
+from . import deadlines
 from .kernel_spec import KernelSource
 
 
@@ -65,11 +66,10 @@ def pristine_tree(tarball: Path, sha256: str, step: Step) -> Path:
             tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{sha256[:12]}.tmp-"))
             try:
                 with step.phase("unpack source"):
-                    subprocess.run(["tar", "-xf", str(tarball), "-C", str(tmp)], check=True,
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                    run(["tar", "-xf", str(tarball), "-C", str(tmp)], timeout=deadlines.TAR_EXTRACT, check=True)
                 os.rename(tmp, final)
-            except subprocess.CalledProcessError as exc:
-                raise KernelBuildError(f"{tarball}: cannot unpack: {exc.stderr.decode(errors='replace').strip()}") from None
+            except CommandError as exc:
+                raise KernelBuildError(f"{tarball}: cannot unpack: {exc}") from None
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
     return _top_dir(final, tarball)
@@ -91,7 +91,7 @@ def patched_tree(pristine: Path, patches: list[Path], tree: Path, step: Step) ->
     same path and ccache can share objects between variants.
     """
     with step.phase(f"copy tree, apply {len(patches)} patches"):
-        subprocess.run(["cp", "-al", str(pristine), str(tree)], check=True)
+        run(["cp", "-al", str(pristine), str(tree)], timeout=deadlines.COPY_TREE, check=True)
         for patch in patches:
             apply_patch(tree, patch)
     return tree
@@ -103,10 +103,10 @@ def apply_patch(tree: Path, patch: Path) -> None:
     A dry run first, so a failing patch leaves the tree as it was.
     """
     base = ["patch", "-p1", "--batch", "--forward", "--no-backup-if-mismatch", "-d", str(tree), "-i", str(patch)]
-    dry = subprocess.run([*base, "--dry-run"], capture_output=True, text=True, check=False)
-    if dry.returncode != 0:
+    dry = run([*base, "--dry-run"], timeout=deadlines.PATCH)
+    if not dry.ok:
         raise KernelBuildError(f"patch {patch.name} does not apply: {_failing_file(dry.stdout + dry.stderr)}")
-    subprocess.run(base, check=True, capture_output=True)
+    run(base, timeout=deadlines.PATCH, check=True)
 
 
 def _failing_file(output: str) -> str:

@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..core import tomlconf
 from ..core.cache import sha256_bytes, sha256_file, sha256_file_memo
-from ..core.errors import ConfigError
+from ..core.cmd import run
+from ..core.errors import CommandError, ConfigError
 from ..core.paths import REPO_ROOT
-from . import kconfig
+from . import deadlines, kconfig
 
 # Bump when the build procedure changes in a way that changes its output.
 BUILDER_VERSION = 2  # 2: localversion through make, not .config
@@ -153,8 +153,8 @@ def toolchain_identity() -> str:
     lines = []
     for tool in (["gcc", "--version"], ["ld", "--version"]):
         try:
-            out = subprocess.run(tool, capture_output=True, text=True, check=True).stdout
-        except (OSError, subprocess.CalledProcessError) as exc:
+            out = run(tool, timeout=deadlines.TOOL_VERSION, check=True).stdout
+        except CommandError as exc:
             raise ConfigError(f"toolchain: cannot run {tool[0]}: {exc}") from None
         lines.append(out.splitlines()[0].strip())
     return " | ".join(lines)

@@ -15,14 +15,15 @@ from __future__ import annotations
 
 import re
 import shutil
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..core.cache import cache_root, file_lock, work_root
-from ..core.errors import KernelBuildError
-from ..core.progress import CommandFailed, Step
+from ..core.cmd import run
+from ..core.errors import CommandFailed, KernelBuildError, StepTimeout
+from ..core.progress import Step
+from . import deadlines
 from .kernel import compiler_env, configure, jobs, make_argv
 from .kernel_source import apply_patch, fetch_tarball, patched_tree, pristine_tree
 from .kernel_spec import KernelSource, Variant
@@ -56,14 +57,15 @@ def touched_dirs(patch: Path) -> list[str]:
 
 def checkpatch(tree: Path, patch: Path) -> tuple[str, ...]:
     """checkpatch.pl's ERROR/WARNING/CHECK lines for one patch, with the location line after each."""
-    done = subprocess.run([str(tree / "scripts/checkpatch.pl"), "--no-tree", "-q", str(patch)],
-                          capture_output=True, text=True, timeout=300, check=False)
+    done = run([str(tree / "scripts/checkpatch.pl"), "--no-tree", "-q", str(patch)], timeout=deadlines.CHECKPATCH)
     lines = [*done.stdout.splitlines(), ""]
     return tuple(f"{line} ({lines[i + 1].strip()})" if lines[i + 1].startswith("#") else line
                  for i, line in enumerate(lines) if re.match(r"(ERROR|WARNING|CHECK):", line))
 
 
 def first_error(failure: CommandFailed) -> str:
+    if isinstance(failure, StepTimeout):
+        return str(failure)
     errors = [line.strip() for line in failure.tail if "error:" in line or "Error " in line]
     return errors[0] if errors else (failure.tail[-1].strip() if failure.tail else "make failed")
 
@@ -99,8 +101,9 @@ class SeriesCheck:
         (build / ".config").write_text(config)
         env = compiler_env()
         try:
-            self.step.run(make_argv(tree, build, "olddefconfig"), self.log, env=env)
-            self.step.run([*make_argv(tree, build, f"-j{jobs()}", *dirs)], self.log, env=env)
+            self.step.run(make_argv(tree, build, "olddefconfig"), self.log, env=env, timeout=deadlines.CONFIGURE)
+            self.step.run([*make_argv(tree, build, f"-j{jobs()}", *dirs)], self.log, env=env,
+                          timeout=deadlines.KERNEL_COMPILE)
         except CommandFailed as failure:
             return first_error(failure)
         return None

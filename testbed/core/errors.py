@@ -6,6 +6,10 @@ it, so the CLI and the pytest plugin can print it without a traceback.
 
 from __future__ import annotations
 
+import shlex
+from collections.abc import Sequence
+from pathlib import Path
+
 
 class TestbedError(Exception):
     """Base for every error that is the user's input or the host, not a bug."""
@@ -39,6 +43,47 @@ class CommandError(TestbedError):
 
 class CommandTimeout(CommandError):
     """A command did not finish by its deadline."""
+
+
+class CommandFailed(CommandError):
+    """A long tool whose output went to a log (a kernel make, mmdebstrap) exited non-zero.
+
+    Carries the command, its exit status, the log and the log's last lines, so
+    the caller can show the tail and name the log in one line.
+    """
+
+    def __init__(self, argv: Sequence[str], returncode: int, log: Path, tail: list[str]):
+        self.argv = list(argv)
+        self.command = shlex.join(self.argv)
+        self.returncode = returncode
+        self.log = log
+        self.tail = tail
+        super().__init__(f"{self.argv[0]} {self.outcome}; log: {log}")
+
+    @property
+    def outcome(self) -> str:
+        """How the command ended, in words: 'exited 2'."""
+        return f"exited {self.returncode}"
+
+    @property
+    def host_problem(self) -> str | None:
+        """The host's own reason when the output names one (a full or read-only disk), else None."""
+        for reason in ("No space left on device", "Read-only file system", "Disk quota exceeded"):
+            if any(reason in line for line in self.tail):
+                return reason
+        return None
+
+
+class StepTimeout(CommandFailed, CommandTimeout):
+    """A long tool ran past its deadline and was killed, with everything it had started."""
+
+    def __init__(self, argv: Sequence[str], returncode: int, log: Path, tail: list[str], timeout: float):
+        self.timeout = timeout
+        super().__init__(argv, returncode, log, tail)
+
+    @property
+    def outcome(self) -> str:
+        return f"did not finish in {self.timeout:g}s and was killed"
 
 
 class GuestCommandError(CommandError):

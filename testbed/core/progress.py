@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import subprocess
+import threading
 import time
 from collections import deque
 from collections.abc import Iterator, Sequence
@@ -18,6 +20,10 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.text import Text
+
+from .errors import CommandFailed, StepTimeout
+
+__all__ = ["CommandFailed", "Step", "StepTimeout", "console", "print_tail"]
 
 # Off a terminal (a pipe, a CI log) Rich assumes 80 columns and folds a wide table into columns
 # of four letters; a log has no width, so tables get as much as they need, up to this.
@@ -37,25 +43,6 @@ console = _console()
 def _fmt(seconds: float) -> str:
     minutes, secs = divmod(int(seconds), 60)
     return f"{minutes}m{secs:02d}s" if minutes else f"{seconds:.1f}s"
-
-
-class CommandFailed(Exception):
-    """A tool exited non-zero; carries the log path and its last lines."""
-
-    def __init__(self, argv: Sequence[str], returncode: int, log: Path, tail: list[str]):
-        self.argv = list(argv)
-        self.returncode = returncode
-        self.log = log
-        self.tail = tail
-        super().__init__(f"{argv[0]} exited {returncode}; log: {log}")
-
-    @property
-    def host_problem(self) -> str | None:
-        """The host's own reason when the output names one (a full or read-only disk), else None."""
-        for reason in ("No space left on device", "Read-only file system", "Disk quota exceeded"):
-            if any(reason in line for line in self.tail):
-                return reason
-        return None
 
 
 class Step:
@@ -99,8 +86,14 @@ class Step:
             text.append(f"  {detail[:100]}", style="dim")
         return text
 
-    def run(self, argv: Sequence[str], log: Path, cwd: Path | None = None, env: dict | None = None) -> None:
-        """Run argv, appending its output to log; raise CommandFailed on error."""
+    def run(self, argv: Sequence[str], log: Path, *, timeout: float, cwd: Path | None = None,
+            env: dict | None = None) -> None:
+        """Run argv, appending its output to log; CommandFailed on error, StepTimeout past timeout seconds.
+
+        The tool runs in a session of its own, so the deadline (or an
+        interrupt) kills what it started too: make's compilers, mmdebstrap's
+        apt and dpkg.
+        """
         tail: deque[str] = deque(maxlen=30)
         log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "a", buffering=1) as out:  # line-buffered: the log is current if we die
@@ -108,8 +101,11 @@ class Step:
             out.flush()
             proc = subprocess.Popen(
                 list(argv), cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, text=True, errors="replace", bufsize=1,
+                stdin=subprocess.DEVNULL, text=True, errors="replace", bufsize=1, start_new_session=True,
             )
+            overran = threading.Event()
+            deadline = threading.Timer(timeout, lambda: (overran.set(), _kill_session(proc)))
+            deadline.start()
             try:
                 assert proc.stdout is not None
                 for line in proc.stdout:
@@ -119,15 +115,26 @@ class Step:
                     self.update(line.strip())
                 returncode = proc.wait()
             except BaseException:
-                proc.kill()
+                _kill_session(proc)
                 proc.wait()
                 raise
+            finally:
+                deadline.cancel()
+            if overran.is_set() and returncode < 0:  # killed by the deadline, not finished just before it
+                out.write(f"[killed: no end after {timeout:g}s]\n")
+                raise StepTimeout(argv, returncode, log, list(tail), timeout)
         if returncode != 0:
             raise CommandFailed(argv, returncode, log, list(tail))
 
 
+def _kill_session(proc: subprocess.Popen) -> None:
+    """SIGKILL the session proc leads: the tool and every process it started."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
 def print_tail(failure: CommandFailed) -> None:
     """Show the last lines of a failed tool's log, and where the rest is."""
-    console.print(f"[red]{' '.join(failure.argv[:3])} … failed (exit {failure.returncode}); last lines of {failure.log}:[/]")
+    console.print(f"[red]{' '.join(failure.argv[:3])} … {failure.outcome}; last lines of {failure.log}:[/]")
     for line in failure.tail:
         console.print(f"  {line}", markup=False)
