@@ -178,6 +178,32 @@ def test_each_prism_feature_turns_off_alone(prism, without, expect):
         assert sum(queued.values()) == 0, f"without backlog, marked packets must be {expect}: {queued}"
 
 
+def test_a_sparse_priority_flow_under_a_standing_backlog_never_yields(prism):
+    """The backlog's quota bounds a priority *flood*; a sparse flow must never hit it (series v5, 0004).
+
+    The quota counts the priority packets delivered since a normal packet
+    was last delivered. v4 reset that count only when the backlog went
+    idle or the quota fired, so under a standing bulk backlog (never idle)
+    it grew across sparse probes, and every prism_quota-th probe yielded
+    to a full NAPI weight of bulk: one probe in 64, inside the p99. Here the
+    marked probes share CPU 1's backlog with the flood (`+no-local`: RPS
+    steers them there) and arrive one at a time (at most 200/s per flow),
+    so the quota must never fire.
+    """
+    mix = mix_mod.load(MIX)
+    setting = prism_knobs.parse_setting("pseudo-sync+no-local")
+    prism_knobs.apply(prism.deployment, setting, mix)
+    try:
+        run = prism.run_in_regime(dataclasses.replace(mix, name=f"{mix.name}@{setting.label}"))
+    finally:
+        prism_knobs.apply(prism.deployment, prism_knobs.parse_setting("pseudo-sync"), mix)
+    stat = run.stages["server"].prism_stat
+    assert stat.get("prio_enqueued", 0) > 1000, f"the probes did not take the priority backlog: {stat}"
+    assert stat.get("quota_yield", 0) == 0, (
+        f"a sparse priority flow yielded to bulk {stat['quota_yield']} times under a standing backlog; "
+        f"{run.stages['server'].where()}; prism_stat {stat}")
+
+
 # Mirrors the VXLAN packets on the server's eth0 whose probe sequence number is
 # odd to a throwaway veth (tc mirred clones them), so exactly those reach the
 # VXLAN device's gro_cell cloned. Offsets from the outer IPv4 header: outer IPv4
