@@ -1,16 +1,25 @@
 """Is the instrument calibrated? Its false-verdict rate (A/A) and its power (a known, injected effect).
 
-    .venv/bin/python benchmarks/instrument.py [--kernel vanilla] [--mix overlay-flood]
+    .venv/bin/python benchmarks/instrument.py [--kernel prism] [--setting pseudo-sync] [--mix overlay-flood]
         [--boots 8] [--rounds 2] [--effect 0.25] [--output results/bench-instrument.json]
 
 Prints figures and writes JSON (and every run's record beside it); asserts nothing.
 
-One kernel, booted `boots` times, on one calibrated rate. Every round of a
+One kernel (in one PRISM setting, on a PRISM kernel), booted `boots` times,
+on one calibrated rate. The default is PRISM in pseudo-sync: its priority
+flow loses nothing, so its p99 is defined; vanilla in the regime loses about
+half of its priority probes at the backlog, and a p99 that is only a lower
+bound on both sides can never be called slower or faster (an A/A there is
+inconclusive by construction, which would prove nothing). Every round of a
 boot runs three conditions, their order rotated: `plain` (the mix as is),
 `plain#2` (the same, again: the A/A's twin within a boot) and `delayed`, the
-positive control: a netem delay on the egress of the priority flow's
-container (its replies), sized on the calibration boot to raise the loaded
-priority p99 by `effect`. Then, with the verdict rules the experiment uses
+positive control: a netem delay on the priority flow's requests on the
+host tap toward the VM (outside the guest, so the RTT grows by exactly the
+delay and the guest's dynamics are untouched), sized on the calibration boot
+to raise the loaded priority p99 by `effect`. (A first version put the netem
+on the container's egress inside the guest: it *lowered* the p99 by a
+quarter, since it moved the replies' transmit into a timer softirq; a
+control must be outside what it controls for.) Then, with the verdict rules the experiment uses
 (testbed.analysis.judge):
 
 - between kernels, the unit is the boot. Every split of the boots into two
@@ -46,10 +55,12 @@ from testbed.analysis.judge import BOOT, INCONCLUSIVE, ROUND, judge
 from testbed.analysis.latency import SLOWER
 from testbed.build.image import build_image, load_spec
 from testbed.build.kernel import obtain
+from testbed.core import cmd
 from testbed.core.progress import console
 from testbed.net import topology as topology_mod
 from testbed.net.deployment import Deployment
 from testbed.traffic import mix as mix_mod
+from testbed.traffic import prism_knobs
 from testbed.traffic.calibrate import calibrate
 from testbed.traffic.run import run_mix
 from testbed.vm import accel as accel_mod
@@ -57,19 +68,39 @@ from testbed.vm import accel as accel_mod
 CONDITIONS = ("plain", "plain#2", "delayed")
 
 
-def set_delay(deployment: Deployment, container: str, ms: float | None) -> None:
-    """netem on the container's eth0 egress (its replies), or none; read back so a delay that did not
-    take is an error, not a silent A/A."""
-    handle = deployment.container(container)
-    ns = f"nsenter -t {handle.pid()} -n"
-    vm = handle.machine
-    vm.run(f"{ns} tc qdisc del dev eth0 root 2>/dev/null; true", check=True)
-    if ms is None:
-        return
-    vm.run(f"{ns} tc qdisc replace dev eth0 root netem delay {ms:.1f}ms limit 100000", check=True)
-    shown = vm.run(f"{ns} tc qdisc show dev eth0", check=True).stdout
-    if "netem" not in shown:
-        raise RuntimeError(f"container {container}: netem did not take: {shown}")
+# Inner UDP destination port of a VXLAN-encapsulated IPv4 probe, from the outer IPv4 header:
+# outer IPv4 20 + UDP 8 + VXLAN 8 + inner Ethernet 14 + inner IPv4 20, then the source port (2).
+INNER_DPORT_AT = 72
+
+
+def vm_tap(deployment: Deployment, container: str) -> str:
+    """The host tap of the VM that runs the container (its QEMU's `ifname=`)."""
+    argv = " ".join(deployment.container(container).machine.argv)
+    return argv.split("ifname=", 1)[1].split(",", 1)[0]
+
+
+def install_delay(deployment: Deployment, flow) -> str:
+    """On the host tap toward the flow's VM: a prio qdisc whose first band is a netem, and a filter that
+    sends the flow's requests (its inner UDP port) there. Installed once per boot, for every condition,
+    so the conditions differ in the delay alone; the delay starts at 0."""
+    tap, ns = vm_tap(deployment, flow.dst), deployment.fabric.netns
+    for argv in (["tc", "qdisc", "replace", "dev", tap, "root", "handle", "1:", "prio"],
+                 ["tc", "qdisc", "add", "dev", tap, "parent", "1:1", "handle", "10:", "netem", "delay", "0ms",
+                  "limit", "100000"],
+                 ["tc", "filter", "add", "dev", tap, "parent", "1:", "protocol", "ip", "prio", "1", "u32", "match",
+                  "u16", str(flow.dport), "0xffff", "at", str(INNER_DPORT_AT), "flowid", "1:1"]):
+        cmd.run(argv, netns=ns, check=True)
+    return tap
+
+
+def set_delay(deployment: Deployment, tap: str, ms: float) -> None:
+    """The control's delay on the flow's requests, outside the guest: its RTT grows by exactly ms."""
+    ns = deployment.fabric.netns
+    cmd.run(["tc", "qdisc", "change", "dev", tap, "parent", "1:1", "handle", "10:", "netem", "delay",
+             f"{ms:.1f}ms", "limit", "100000"], netns=ns, check=True)
+    shown = cmd.run(["tc", "qdisc", "show", "dev", tap], netns=ns, check=True).stdout
+    if "netem 10:" not in shown or (ms > 0 and "delay" not in shown):
+        raise RuntimeError(f"tap {tap}: the delay did not take: {shown}")
 
 
 def priority_flow(mix: mix_mod.Mix) -> mix_mod.ProbeFlow:
@@ -84,9 +115,12 @@ def measure(args, out_dir: Path) -> dict:
     topo = topology_mod.load(mix.topology)
     mix.validate(topo)
     flow = priority_flow(mix)
-    figs: dict = {"kernel": kernel.describe(), "mix": mix.name, "boots": args.boots, "rounds": args.rounds,
-                  "effect": args.effect, "runs": {c: [] for c in CONDITIONS}}
+    setting = prism_knobs.parse_setting(args.setting) if args.setting else None
+    figs: dict = {"kernel": kernel.describe(), "setting": args.setting, "mix": mix.name, "boots": args.boots,
+                  "rounds": args.rounds, "effect": args.effect, "runs": {c: [] for c in CONDITIONS}}
     with Deployment(topo, kernel, image, choice) as deployment:  # the calibration boot
+        if setting is not None:
+            prism_knobs.apply(deployment, setting, mix)
         if mix.needs_calibration:
             cal = calibrate(deployment, mix, choice, kernel=kernel.variant)
             figs["calibration"] = cal.to_dict()
@@ -99,10 +133,13 @@ def measure(args, out_dir: Path) -> dict:
         console.print(f"loaded {flow.name} p99 {p99 / 1000:.1f} ms: the control adds {figs['delay_ms']} ms")
     for boot in range(1, args.boots + 1):
         with Deployment(topo, kernel, image, choice) as deployment:
+            if setting is not None:
+                prism_knobs.apply(deployment, setting, mix)
+            tap = install_delay(deployment, flow)
             for round_no in range(1, args.rounds + 1):
                 shift = (round_no - 1 + boot - 1) % len(CONDITIONS)
                 for cond in CONDITIONS[shift:] + CONDITIONS[:shift]:
-                    set_delay(deployment, flow.dst, figs["delay_ms"] if cond == "delayed" else None)
+                    set_delay(deployment, tap, figs["delay_ms"] if cond == "delayed" else 0.0)
                     console.print(f"boot {boot}/{args.boots} round {round_no}/{args.rounds}: {cond}")
                     for attempt in range(1, 4):
                         run = run_mix(deployment, mix)
@@ -115,7 +152,6 @@ def measure(args, out_dir: Path) -> dict:
                                                        "tail": vars(run.results().tail(flow.name))})
                             break
                         console.print(f"  invalid: {run.validity()}")
-            set_delay(deployment, flow.dst, None)
     return figs
 
 
@@ -139,6 +175,15 @@ def _paired(figs: dict, a: str, b: str, boots: set[int]) -> tuple[list, list]:
     return [[ka[k]] for k in keys], [[kb[k]] for k in keys]
 
 
+def _old_gate(v) -> str:
+    """The replaced gate: the interval clear of 1 and the *point* ratio at least a tenth away."""
+    if v.ci.high < 1 and v.ratio <= 0.9:
+        return "faster"
+    if v.ci.low > 1 and v.ratio >= 1 / 0.9:
+        return SLOWER
+    return INCONCLUSIVE
+
+
 def analyse(figs: dict) -> dict:
     boots = sorted({r["boot"] for r in figs["runs"]["plain"]})
     half = len(boots) // 2
@@ -156,10 +201,12 @@ def analyse(figs: dict) -> dict:
             out["aa_round"].append(judge("priority", "plain#2", a, "plain", b, unit=ROUND, paired=True).verdict)
             a, b = _paired(figs, "delayed", "plain", part)
             out["control_round"].append(judge("priority", "delayed", a, "plain", b, unit=ROUND, paired=True).verdict)
-    for i, j in itertools.permutations(boots, 2):  # the replaced design: one boot a side, rounds as units
-        a, b = _tails(figs, "plain", {i}), _tails(figs, "plain", {j})
-        out["aa_old"].append(judge("priority", "plain", [[t] for t in a[0]], "plain", [[t] for t in b[0]],
-                                   unit=ROUND).verdict)
+    for i, j in itertools.combinations(boots, 2):  # the replaced design: one boot a side, rounds as units
+        # plain and plain#2 are the same condition: a boot's four runs stand in for the old five rounds
+        a = [t for c in ("plain", "plain#2") for u in _tails(figs, c, {i}) for t in u]
+        b = [t for c in ("plain", "plain#2") for u in _tails(figs, c, {j}) for t in u]
+        out["aa_old"].append(_old_gate(judge("priority", "plain", [[t] for t in a], "plain", [[t] for t in b],
+                                             unit=ROUND)))
     a, b = _paired(figs, "delayed", "plain", set(boots))
     effect = judge("priority", "delayed", a, "plain", b, unit=ROUND, paired=True)
     rows = []
@@ -167,7 +214,7 @@ def analyse(figs: dict) -> dict:
                       ("control_boot", "control between boots: called slower"),
                       ("aa_round", "A/A within boots, paired rounds (the setting verdict)"),
                       ("control_round", "control within boots, paired rounds: called slower"),
-                      ("aa_old", "A/A, the replaced design: one boot a side, rounds as units")):
+                      ("aa_old", "A/A, the replaced design: one boot a side, rounds as units, gate on the point")):
         verdicts = out[key]
         share = (sum(v == SLOWER for v in verdicts) if "control" in key
                  else sum(v != INCONCLUSIVE for v in verdicts)) / max(1, len(verdicts))
@@ -179,7 +226,8 @@ def analyse(figs: dict) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--kernel", default="vanilla")
+    parser.add_argument("--kernel", default="prism")
+    parser.add_argument("--setting", default="pseudo-sync", help="a PRISM setting (on a PRISM kernel), or ''")
     parser.add_argument("--mix", default="overlay-flood")
     parser.add_argument("--boots", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=2)
@@ -196,7 +244,8 @@ def main() -> int:
         figs = measure(args, args.output.parent / f"bench-instrument-{time.strftime('%Y%m%d-%H%M%S')}")
         figs["seconds"] = round(time.monotonic() - start)
     figs["analysis"] = analyse(figs)
-    figures.show(f"instrument: {figs['kernel']}, {figs['boots']} boots x {figs['rounds']} rounds, control "
+    what = f"{figs['kernel']} {figs.get('setting') or ''}"
+    figures.show(f"instrument: {what}, {figs['boots']} boots x {figs['rounds']} rounds, control "
                  f"+{figs['delay_ms']} ms (measured ratio {figs['analysis']['measured_effect']['ratio']:.3f})",
                  figs["analysis"]["rows"])
     console.print(f"per-boot mean p99, ms: {figs['analysis']['boot_means_ms']}")

@@ -49,7 +49,10 @@ def prism(request, deployment, kernel, accel):
     """The module's deployment on a PRISM kernel, with a recorder; skips on kernels without PRISM."""
     if not prism_knobs.has_prism(next(iter(deployment.machines.values()))):
         pytest.skip(f"kernel {kernel.variant} ({kernel.release}) has no PRISM sysctls")
-    return Traffic(request, deployment, kernel, accel)
+    traffic = Traffic(request, deployment, kernel, accel)
+    # one rate with headroom in every setting measured here, vanilla's runs included
+    traffic.calibrate_settings(mix_mod.load(MIX), ["pseudo-sync", "sync"])
+    return traffic
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,9 @@ gives for a directory of records.
 
 from __future__ import annotations
 
+import dataclasses
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,7 +21,7 @@ from ..analysis import report
 from ..analysis.run_record import RunRecord
 from ..traffic import mix as mix_mod
 from ..traffic import prism_knobs
-from ..traffic.calibrate import Calibration, calibrate, calibrated
+from ..traffic.calibrate import GROWTH, START_PPS, Calibration, calibrate, calibrated, common_rate
 from ..traffic.run import MixRun, run_mix
 from .pytest_plugin import _state
 
@@ -42,6 +44,11 @@ class Traffic:
     def mix(self, name: str) -> mix_mod.Mix:
         return mix_mod.load(name).validate(self.deployment.topology)
 
+    def _key(self, mix: mix_mod.Mix) -> tuple:
+        """What a calibration depends on: the load, not the mix's name."""
+        return (self.deployment.topology.name, tuple((f.dst, f.size, f.flows) for f in mix.floods if f.rate is None),
+                tuple((h.container, h.cpus, h.loops) for h in mix.hogs), repr(sorted(mix.tuning.items())))
+
     def calibration(self, mix: mix_mod.Mix) -> Calibration:
         """The session's calibration of the mix's load, made on the first deployment that needs it.
 
@@ -51,8 +58,7 @@ class Traffic:
         the key is the load, not the name.
         """
         cache = self.request.config.stash.setdefault(_CALIBRATIONS, {})
-        key = (self.deployment.topology.name, tuple((f.dst, f.size, f.flows) for f in mix.floods if f.rate is None),
-               tuple((h.container, h.cpus, h.loops) for h in mix.hogs), repr(sorted(mix.tuning.items())))
+        key = self._key(mix)
         if key not in cache:
             vm = next(iter(self.deployment.machines.values()))
             saved = None
@@ -66,6 +72,37 @@ class Traffic:
                     prism_knobs.restore(self.deployment, saved)
             report.write_json(self.directory / f"calibration-{mix.name}.json", cache[key].to_dict())
         return cache[key]
+
+    def calibrate_settings(self, mix: mix_mod.Mix, settings: Sequence[str]) -> Calibration:
+        """The session's calibration of the mix's load, extended to these PRISM settings on this kernel.
+
+        As the experiment's calibration boots do: a setting that classifies
+        every packet costs the NIC's CPU more than off, so its headroom is
+        its own. Each setting gets a ramp (starting near the first knee),
+        and the session's one rate becomes the common rate of all of them
+        (testbed.traffic.calibrate.common_rate), for every run after this,
+        vanilla's included. None of it on a kernel without PRISM.
+        """
+        first = self.calibration(mix)
+        if not first.reached or not prism_knobs.has_prism(next(iter(self.deployment.machines.values()))):
+            return first
+        saved = prism_knobs.read(self.deployment)
+        found = [first]
+        try:
+            for text in settings:
+                prism_knobs.apply(self.deployment, prism_knobs.parse_setting(text), mix)
+                found.append(calibrate(self.deployment, mix, self.accel, kernel=f"{self.kernel.variant}/{text}",
+                                       start=max(START_PPS, (first.base() or 0) / GROWTH ** 2),
+                                       sender=(first.sender_ceiling_pps, first.sender_probe)))
+        finally:
+            prism_knobs.restore(self.deployment, saved)
+        rate, why = common_rate(found)
+        joined = dataclasses.replace(first, rate=rate, why=why,
+                                     steps=[s for c in found for s in c.steps])
+        self.request.config.stash[_CALIBRATIONS][self._key(mix)] = joined
+        report.write_json(self.directory / f"calibration-{mix.name}-settings.json",
+                          {"rate": rate, "why": why, "kernels": [c.to_dict() for c in found]})
+        return joined
 
     def run(self, mix: mix_mod.Mix) -> MixRun:
         """Run a mix and record it; an "auto" flood is calibrated first (skip: the host cannot reach the regime)."""
