@@ -72,7 +72,7 @@ def vanilla(request, guest_image, prism):
                     cache["unloaded"] = traffic.run(mix.without_bulk())
                     cache["goodput"] = [traffic.run(goodput_mix(mix)) for _ in range(2)]
                     cache["priority_flood"] = traffic.run(mix.with_priority_flood())
-                cache["loaded"].append([traffic.run_in_regime(mix) for _ in range(ROUNDS_PER_BOOT)])
+                cache["loaded"].append([_in_regime(traffic, mix) for _ in range(ROUNDS_PER_BOOT)])
     return cache
 
 
@@ -85,11 +85,35 @@ def goodput_mix(mix: mix_mod.Mix) -> mix_mod.Mix:
 _RUNS = pytest.StashKey[dict]()
 
 
+@dataclasses.dataclass(frozen=True)
+class Missed:
+    """A round in which no try held the regime: it counts for nothing, as in the experiment, and says why."""
+
+    why: str
+
+
+def _in_regime(traffic: Traffic, mix: mix_mod.Mix):
+    try:
+        return traffic.run_in_regime(mix)
+    except AssertionError as exc:
+        return Missed(str(exc))
+
+
+def held(runs: list) -> list:
+    """The runs that held their regime."""
+    return [r for r in runs if not isinstance(r, Missed)]
+
+
+def missed(boots: list[list]) -> str:
+    lost = [r.why.splitlines()[-1] for runs in boots for r in runs if isinstance(r, Missed)]
+    return f"; {len(lost)} round(s) missed the regime: {lost}" if lost else ""
+
+
 def _run_setting(traffic: Traffic, setting_text: str):
     mix = mix_mod.load(MIX)
     setting = prism_knobs.parse_setting(setting_text)
     prism_knobs.apply(traffic.deployment, setting, mix)
-    return traffic.run_in_regime(dataclasses.replace(mix, name=f"{mix.name}@{setting.label}"))
+    return _in_regime(traffic, dataclasses.replace(mix, name=f"{mix.name}@{setting.label}"))
 
 
 def _rounds_on(traffic: Traffic, boot: int, by_setting: dict[str, list]) -> None:
@@ -133,6 +157,7 @@ def tails(boots: list[list], flow: str, p: float = 99) -> list[list[Tail]]:
     as the experiment counts it (testbed.analysis.rounds): a lower bound, the
     slowest probe the same condition brought back in any run.
     """
+    boots = [held(runs) for runs in boots]
     got = [[run.results().tail(flow, p) if run.results().samples(flow).rtts_us else None for run in runs]
            for runs in boots]
     known = [t.value for runs in got for t in runs if t is not None]
@@ -144,8 +169,16 @@ def tails(boots: list[list], flow: str, p: float = 99) -> list[list[Tail]]:
 
 
 def flat(boots: list[list]) -> list:
-    """Runs of every boot in one list, boot by boot and round by round: pairs line up across settings."""
+    """Runs of every boot in one list, boot by boot and round by round (a missed round included, so
+    that pairs line up across settings)."""
     return [run for runs in boots for run in runs]
+
+
+def paired(a: list[list], b: list[list]) -> tuple[list, list]:
+    """The rounds in which both settings held their regime, as two lists that line up."""
+    both = [(x, y) for x, y in zip(flat(a), flat(b), strict=True) if not isinstance(x, Missed | type(None))
+            and not isinstance(y, Missed | type(None))]
+    return [x for x, _ in both], [y for _, y in both]
 
 
 @pytest.mark.parametrize("setting", FASTER_SETTINGS)
@@ -153,17 +186,18 @@ def test_priority_p99_under_load_beats_vanilla(request, prism, vanilla, setting)
     """Over boots, each priority flow's p99 is below vanilla's: the whole interval under 1 - a tenth."""
     mine = rounds(request, prism)[setting]
     failures = []
-    for flow in mine[0][0].mix.flows_of(mix_mod.PRIORITY):
+    for flow in mix_mod.load(MIX).flows_of(mix_mod.PRIORITY):
         v = judge(flow.name, setting, tails(mine, flow.name), "vanilla", tails(vanilla["loaded"], flow.name), unit=BOOT)
         if v.verdict != FASTER:
             failures.append(f"{flow.name}: {v.verdict} ({v.reason}), ratio {v.ratio:.3f} {v.ci.text(3)}, "
-                            f"p99 ms by boot {_ms(v.a_values)} vs vanilla {_ms(v.b_values)}, lost {v.loss}")
+                            f"p99 ms by boot {_ms(v.a_values)} vs vanilla {_ms(v.b_values)}, lost {v.loss}"
+                            + missed(mine) + missed(vanilla["loaded"]))
     assert not failures, f"{setting} against vanilla over {BOOTS} boots each:\n" + "\n".join(failures)
 
 
 @pytest.mark.parametrize("setting", FASTER_SETTINGS)
 def test_priority_beats_bulk_in_the_same_runs(request, prism, setting):
-    runs = flat(rounds(request, prism)[setting])
+    runs = held(flat(rounds(request, prism)[setting]))
     v = over_rounds("priority", setting, [r.results().tail("priority") for r in runs], setting,
                     [r.results().tail("bulk") for r in runs], paired=True, b_flow="bulk")
     assert v.verdict == FASTER, (f"{setting}: priority p99 not below bulk's in the same runs: {v.reason}, ratio "
@@ -175,8 +209,11 @@ def _ms(values) -> str:
 
 
 def loaded_run(request, prism, setting_text: str):
-    """The first loaded run of the mix on the PRISM kernel in one setting (on the module's deployment)."""
-    return rounds(request, prism)[setting_text][0][0]
+    """The first loaded run of the mix on the PRISM kernel in one setting that held its regime."""
+    boots = rounds(request, prism)[setting_text]
+    runs = held(flat(boots))
+    assert runs, f"{setting_text}: no round held the regime{missed(boots)}"
+    return runs[0]
 
 
 @pytest.mark.parametrize("setting", SETTINGS)
@@ -217,7 +254,7 @@ def test_prism_with_nothing_listed_measures_like_mode_off(request, prism):
     difference counts only with its interval clear of 1 and at least a tenth.
     """
     runs = rounds(request, prism)
-    aa, off = flat(runs[AA_SETTING]), flat(runs["off"])
+    aa, off = paired(runs[AA_SETTING], runs["off"])
     for run in aa:
         stat = run.stages["server"].prism_stat
         assert stat.get("classified", 0) == 0 and stat.get("prio_enqueued", 0) == 0, f"{AA_SETTING} marked: {stat}"

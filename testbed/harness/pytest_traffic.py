@@ -66,7 +66,7 @@ class Traffic:
                 saved = prism_knobs.read(self.deployment)
                 prism_knobs.apply(self.deployment, prism_knobs.PrismSetting("off"), mix)
             try:
-                cache[key] = calibrate(self.deployment, mix, self.accel)
+                cache[key] = calibrate(self.deployment, mix, self.accel, kernel=self.kernel.variant)
             finally:
                 if saved is not None:
                     prism_knobs.restore(self.deployment, saved)
