@@ -135,3 +135,14 @@ def test_every_run_puts_the_placement_back_and_starts_each_program_once(monkeypa
     assert len(pinned) == 3 and pinned[2] == placement.programs(deployment.topology, a)
     shipped_rules = a.tuning["server"].ingress_rules["s2"]
     assert rules == [("s2", shipped_rules), ("s2", 10), ("s2", shipped_rules)]
+
+
+def test_ingress_rules_past_one_u32_table_go_into_tables_of_their_own():
+    """One u32 hash table takes at most 4095 rules ("Hash table node ID pool exhausted" at the 4096th,
+    seen installing 8000): each block of U32_TABLE_RULES gets a prio (a table) of its own, per family."""
+    from testbed.traffic.run import U32_TABLE_RULES, ingress_rules_batch
+    lines = ingress_rules_batch(8000).splitlines()
+    assert lines[0] == "qdisc replace dev eth0 ingress" and len(lines) == 1 + 2 * 8000
+    prios = [int(line.split(" prio ")[1].split()[0]) for line in lines[1:]]
+    assert sorted(set(prios)) == [1, 2, 101, 102]
+    assert max(prios.count(p) for p in set(prios)) == U32_TABLE_RULES < 4096

@@ -132,6 +132,9 @@ def _tune(deployment: Deployment, vm_name: str, tuning: Tuning) -> None:
 INGRESS_RULE_PORT = 30000  # the rules match UDP ports from here up, which no flow of a mix uses
 
 
+U32_TABLE_RULES = 4000  # "cls_u32: Hash table node ID pool exhausted" at the 4096th rule of one table
+
+
 def ingress_rules_batch(rules: int) -> str:
     """`tc -batch` input: an ingress qdisc on eth0 and `rules` u32 rules, none of which matches a mix's traffic.
 
@@ -140,9 +143,11 @@ def ingress_rules_batch(rules: int) -> str:
     CPU that receives the container's traffic.
     """
     lines = ["qdisc replace dev eth0 ingress"]
-    for prio, (protocol, match) in enumerate((("ip", "ip"), ("ipv6", "ip6")), 1):  # each family pays the same
-        lines += [f"filter add dev eth0 parent ffff: prio {prio} protocol {protocol} u32 match {match} dport "
-                  f"{INGRESS_RULE_PORT + i} 0xffff action drop" for i in range(rules)]
+    for family, (protocol, match) in enumerate((("ip", "ip"), ("ipv6", "ip6"))):  # each family pays the same
+        # one u32 hash table holds at most U32_TABLE_RULES (its node ids are 12 bits): a prio each
+        lines += [f"filter add dev eth0 parent ffff: prio {1 + family * 100 + i // U32_TABLE_RULES} protocol "
+                  f"{protocol} u32 match {match} dport {INGRESS_RULE_PORT + i} 0xffff action drop"
+                  for i in range(rules)]
     return "\n".join(lines) + "\n"
 
 
