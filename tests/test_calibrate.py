@@ -161,3 +161,25 @@ def test_a_failed_calibration_names_the_closest_rates_and_the_levers():
     assert "stood from 12400 pps and a stage before it dropped from 13000 pps: a window of 1.05x" in choose(window)[1]
     rate, why = choose([step(2000, False), step(3000, False)])
     assert "The target CPU's queue never stood" in why
+
+
+def test_the_ramp_starts_where_it_is_told(monkeypatch):
+    """A later condition's ramp starts near the first knee; by default the ramp starts at START_PPS.
+
+    (The parameter was once shadowed by the ramp's timer, so every ramp started at the host's
+    uptime in pps.)"""
+    import contextlib
+
+    offered = []
+    monkeypatch.setattr(calibrate, "prepare", lambda deployment, mix: None)
+    monkeypatch.setattr(calibrate, "_busy", lambda deployment, mix: contextlib.nullcontext())
+    monkeypatch.setattr(calibrate, "_step", lambda deployment, mix, rate: offered.append(rate) or step(rate, False))
+    monkeypatch.setattr(calibrate, "sender_ceiling", lambda deployment, mix: (None, [{"target_pps": 1}]))
+    mix = mix_mod.Mix("m", "two-vm", (), {}, floods=(mix_mod.HostFloodSpec("flood", "s2", rate=None),))
+    monkeypatch.setattr(mix_mod.Mix, "validate", lambda self, topo: self)
+    deployment = type("D", (), {"topology": None})()
+    calibrate.calibrate(deployment, mix)
+    assert offered[0] == calibrate.START_PPS
+    offered.clear()
+    calibrate.calibrate(deployment, mix, start=3000.0, sender=(None, []))
+    assert offered[0] == 3000.0

@@ -329,10 +329,10 @@ def calibrate(deployment: Deployment, mix: Mix, accel=None, kernel: str = "", *,
         raise VerdictError(f"mix {mix.name}: no flood says rate = \"auto\": nothing to calibrate")
     mix.validate(deployment.topology)
     prepare(deployment, mix.with_flood_rate(START_PPS))
-    start = time.monotonic()
+    began = time.monotonic()
     ceiling, probe = sender if sender is not None else sender_ceiling(deployment, mix)
     console.print(f"calibrate {mix.name}: flood generator ceiling "
-                  + (f"{ceiling:.0f} pps" if ceiling else f"above {probe[-1]['target_pps']} pps"))
+                  + (f"{ceiling:.0f} pps" if ceiling else f"above {probe[-1]['target_pps'] if probe else '?'} pps"))
     steps: list[Step] = []
     with _busy(deployment, mix):
         rate = start
@@ -369,7 +369,7 @@ def calibrate(deployment: Deployment, mix: Mix, accel=None, kernel: str = "", *,
     if chosen is None and ceiling is not None and steps and steps[-1].target_pps * GROWTH > ceiling:
         why = (f"the flood generator's ceiling ({ceiling:.0f} pps on this host) came before the regime: a faster "
                f"source is needed; {why}")
-    return Calibration(mix.name, chosen, why, steps, ceiling, host_facts(accel), time.monotonic() - start, probe,
+    return Calibration(mix.name, chosen, why, steps, ceiling, host_facts(accel), time.monotonic() - began, probe,
                        kernel)
 
 
