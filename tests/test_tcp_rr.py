@@ -11,7 +11,8 @@ from testbed.traffic import tcp_rr
 from testbed.traffic.flows import ProbeFlow
 
 
-def echo_server(mangle_seq: int | None = None) -> tuple[socket.socket, threading.Thread]:
+def echo_server(mangle_seq: int | None = None, delay=lambda n: 0.0) -> tuple[socket.socket, threading.Thread]:
+    """An echo server on loopback; delay(n) seconds before answering request n, request mangle_seq damaged."""
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen(1)
@@ -21,6 +22,7 @@ def echo_server(mangle_seq: int | None = None) -> tuple[socket.socket, threading
         n = 0
         with conn:
             while data := conn.recv(65536):
+                time.sleep(delay(n))
                 if n == mangle_seq:
                     data = data[:-1] + bytes([data[-1] ^ 1])
                 conn.sendall(data)
@@ -70,18 +72,7 @@ def test_a_closed_connection_loses_the_rest_and_says_why():
 
 
 def test_a_slow_path_cannot_stretch_the_run():
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(1)
-
-    def slow() -> None:
-        conn, _ = server.accept()
-        with conn:
-            while data := conn.recv(65536):
-                time.sleep(0.3)
-                conn.sendall(data)
-
-    threading.Thread(target=slow, daemon=True).start()
+    server, _ = echo_server(delay=lambda n: 0.3)
     flow = ProbeFlow("tcp", "s1", flow_id=1, protocol="tcp", rate=100, count=100)  # a 1 s schedule
     result = tcp_rr.TcpRrResult()
     start = time.monotonic()
@@ -97,21 +88,7 @@ def test_a_slow_path_cannot_stretch_the_run():
 def test_a_request_that_waited_behind_a_slow_one_carries_the_wait():
     """Closed loop, 10 ms slots, a 0.2 s stall on request 2: requests 3.. left late, and their latency
     is timed from their slot, so the stall shows in every probe it delayed, not in one alone."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(1)
-
-    def stall_once() -> None:
-        conn, _ = server.accept()
-        with conn:
-            n = 0
-            while data := conn.recv(65536):
-                if n == 2:
-                    time.sleep(0.2)
-                conn.sendall(data)
-                n += 1
-
-    threading.Thread(target=stall_once, daemon=True).start()
+    server, _ = echo_server(delay=lambda n: 0.2 if n == 2 else 0.0)
     flow = ProbeFlow("tcp", "s1", flow_id=1, protocol="tcp", rate=100, count=30)
     result = tcp_rr.TcpRrResult()
     with server, connected(server) as sock:
