@@ -178,6 +178,9 @@ def test_each_prism_feature_turns_off_alone(prism, without, expect):
         assert sum(queued.values()) == 0, f"without backlog, marked packets must be {expect}: {queued}"
 
 
+SPARSE_RATE = 100  # marked probes a second
+
+
 def test_a_sparse_priority_flow_under_a_standing_backlog_never_yields(prism):
     """The backlog's quota bounds a priority *flood*; a sparse flow must never hit it (series v5, 0004).
 
@@ -187,21 +190,47 @@ def test_a_sparse_priority_flow_under_a_standing_backlog_never_yields(prism):
     it grew across sparse probes, and every prism_quota-th probe yielded
     to a full NAPI weight of bulk: one probe in 64, inside the p99. Here the
     marked probes share CPU 1's backlog with the flood (`+no-local`: RPS
-    steers them there) and arrive one at a time (at most 200/s per flow),
-    so the quota must never fire.
+    steers them there) and arrive one at a time, so the quota must never
+    fire. One marked flow of SPARSE_RATE a second: the quota's 64 packets
+    could only pile up in a stall of 0.64 s of the stage (the mix's 350
+    marked probes a second needed 0.18 s, which the lockdep kernel's stalls
+    under TCG reached: 44 yields on v5), while v4 yields once every 64
+    probes whatever the rate.
     """
     mix = mix_mod.load(MIX)
+    sparse = dataclasses.replace(mix.flows_of(mix_mod.PRIORITY)[0], name="priority-sparse", rate=SPARSE_RATE,
+                                 count=6 * SPARSE_RATE)
+    bulk = mix.flows_of(mix_mod.BULK)
+    mix = dataclasses.replace(mix, probes=(sparse, *bulk),
+                              classes={sparse.name: mix_mod.PRIORITY, **{b.name: mix_mod.BULK for b in bulk}})
     setting = prism_knobs.parse_setting("pseudo-sync+no-local")
     prism_knobs.apply(prism.deployment, setting, mix)
     try:
-        run = prism.run_in_regime(dataclasses.replace(mix, name=f"{mix.name}@{setting.label}"))
+        run = standing_run(prism, dataclasses.replace(mix, name=f"{mix.name}-sparse@{setting.label}"))
     finally:
         prism_knobs.apply(prism.deployment, prism_knobs.parse_setting("pseudo-sync"), mix)
     stat = run.stages["server"].prism_stat
-    assert stat.get("prio_enqueued", 0) > 1000, f"the probes did not take the priority backlog: {stat}"
+    assert stat.get("prio_enqueued", 0) >= sparse.count // 2, f"the probes did not take the priority backlog: {stat}"
     assert stat.get("quota_yield", 0) == 0, (
         f"a sparse priority flow yielded to bulk {stat['quota_yield']} times under a standing backlog; "
         f"{run.stages['server'].where()}; prism_stat {stat}")
+
+
+def standing_run(prism, mix: mix_mod.Mix, tries: int = 3):
+    """A run whose target backlog stood through the window, the one condition the quota case needs.
+
+    Headroom before it is not asked for: a drop at the NIC's CPU changes no
+    count on CPU 1's backlog. (The lockdep kernel, classifying every packet
+    on CPU 0 in pseudo-sync, dropped 2-19 % at its gro_cell at the rate
+    calibrated with PRISM off, in every try.)
+    """
+    reasons = []
+    for _ in range(tries):
+        run = prism.run(mix)
+        if run.regime is not None and run.regime.standing:
+            return run
+        reasons.append(run.regime.why if run.regime else "no regime recorded")
+    raise AssertionError(f"{mix.name}: CPU 1's backlog stood in no run of {tries}:\n" + "\n".join(reasons))
 
 
 # Mirrors the VXLAN packets on the server's eth0 whose probe sequence number is
@@ -251,9 +280,19 @@ def test_a_marked_flow_partly_cloned_stays_in_order(prism):
         server.run(UNMIRROR)
     assert mirrored >= fast.count // 4, f"tc mirrored only {mirrored} packets: the clones were not made"
     # Loss is not this case's question: at 2000/s from a busy 2-core host some probes
-    # drop (197 of 8000 once, the sender 110 ms late at its p99); order is.
+    # drop (197 of 8000 once, the sender 110 ms late at its p99; 1203 on the lockdep
+    # kernel, whose CPU 0 cannot keep up); order is. What the order is judged on is
+    # a cloned probe next to an uncloned one: both of a pair n, n+1 must arrive.
     found = assert_intact(run.results(), flow=fast.name, tolerate=("lost",))
-    assert found.received >= 0.9 * found.sent, f"too few probes arrived to judge their order:\n{found.table()}"
+    pairs = adjacent_pairs(run.results().records(fast.name))
+    assert pairs >= fast.count // 4, (f"only {pairs} neighbouring probes (one cloned, one not) both arrived, too "
+                                      f"few to judge their order:\n{found.table()}")
+
+
+def adjacent_pairs(records) -> int:
+    """Probes n whose successor n + 1 arrived too (one of the two odd, so cloned, one even)."""
+    arrived = {r.seq for r in records if r.received_ns is not None}
+    return sum(1 for seq in arrived if seq + 1 in arrived)
 
 
 # Waits (in the guest, up to 60 s) until CPU 1's priority backlog has taken
