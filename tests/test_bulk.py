@@ -9,6 +9,7 @@ import pytest
 
 from testbed.traffic.bulk import FrameBatch, parse_iperf3
 from testbed.traffic.flows import HostFloodSpec, Iperf3Spec
+from testbed.traffic.run import json_complete
 
 
 def test_a_frame_batch_sends_every_frame_in_one_call():
@@ -77,3 +78,15 @@ def test_an_ipv6_flood_frame_gets_the_udp_checksum_scapy_computes():
     assert fixed[VXLAN][UDP].chksum == expected[UDP].chksum != 0
     out = with_udp6_checksum(frame)
     assert len(out) == len(frame) and out[:-1202] == frame[:-1202] and out[-1200:] == frame[-1200:]
+
+
+def test_an_iperf3_document_is_complete_only_when_it_parses():
+    """A read between iperf3's writes holds intervals with "end" keys and is not yet the report."""
+    whole = json.dumps({"start": {"connected": [{"socket": 6}]},
+                        "intervals": [{"streams": [{"start": 0, "end": 1.0, "bytes": 100}]}],
+                        "end": {"sum_received": {"bits_per_second": 4.2e7}}}, indent="\t")
+    cut = whole[:whole.index('"end": {')]
+    assert '"end"' in cut
+    assert not json_complete(cut)
+    assert not json_complete("")
+    assert json_complete(whole)

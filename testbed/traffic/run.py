@@ -11,6 +11,7 @@ reports.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -179,17 +180,32 @@ def _start_iperf3(deployment: Deployment, mix: Mix, seconds: float) -> None:
 
 
 def _collect_iperf3(deployment: Deployment, mix: Mix, deadline: float) -> list[Iperf3Report]:
+    """Each client's report, once its JSON document is whole (or the deadline passed)."""
     reports = []
     for spec in mix.iperf3:
         src = deployment.container(spec.src)
         text = ""
         while time.monotonic() < deadline:
             text = src.exec(f"cat /tmp/iperf3-{spec.name}.json 2>/dev/null").stdout
-            if '"end"' in text or '"error"' in text:
+            if json_complete(text):
                 break
             time.sleep(0.5)
         reports.append(parse_iperf3(spec.name, spec.protocol, text))
     return reports
+
+
+def json_complete(text: str) -> bool:
+    """Whether iperf3 has finished writing its -J document.
+
+    It writes the document in several write()s at exit, and a key such as
+    "end" is no sign of the last one: every interval has one. Reading
+    between two writes gave a truncated document ("iperf3 wrote no JSON").
+    """
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
 
 
 def run_mix(deployment: Deployment, mix: Mix, grace: float = 2.0) -> MixRun:
