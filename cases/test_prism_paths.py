@@ -333,6 +333,25 @@ def placed_as(mix: mix_mod.Mix, server) -> str | None:
 UNPLUG_EVENTS = ("napi/napi_poll", "net/netif_rx", "net/netif_receive_skb")
 
 
+def assert_lost_only_at_reflectors(run) -> None:
+    """Every lost probe is one a reflector's full socket buffer dropped (UDP RcvbufErrors in its
+    container), i.e. user space fell behind; the guest's forwarding lost none.
+
+    On the lockdep kernel, recording a trace of every packet, the unloaded
+    run after the hotplug once had a p50 RTT of 184 ms and lost 26 priority
+    probes, all 26 counted as RcvbufErrors in s1: the reflector, pinned to
+    the NIC's CPU, read too slowly.
+    """
+    results = run.results()
+    lost: dict[str, int] = {}
+    for flow in run.mix.probes:
+        lost[flow.dst] = lost.get(flow.dst, 0) + results.integrity(flow.name).lost
+    socket = {c: sum(s.sockets.get(c, {}).get("RcvbufErrors", 0) for s in run.stages.values()) for c in lost}
+    beyond = {c: (n, socket[c]) for c, n in lost.items() if n > socket[c]}
+    assert not beyond, (f"probes lost beyond the reflectors' sockets (container: lost, socket-buffer drops): {beyond}; "
+                        f"{'; '.join(s.where() for s in run.stages.values())}")
+
+
 def test_a_trace_recorded_in_the_guest_is_saved_with_the_probes_clock(prism, tmp_path):
     """The unplug case keeps the server's trace when it fails: recording and saving it must work.
 
@@ -361,7 +380,8 @@ def test_unplugging_a_cpu_under_a_priority_flood_keeps_the_guest_forwarding(pris
     hotplug path; no probe may be duplicated or corrupted meanwhile (the
     dead CPU's queued packets are re-injected on another CPU, so loss from
     the flood's overflow and reordering are allowed); afterwards CPU 1 is
-    back and an unloaded run loses, duplicates, reorders and corrupts nothing.
+    back and an unloaded run duplicates, reorders and corrupts nothing, and
+    loses nothing but what a reflector's own full socket buffer dropped.
     """
     mix = mix_mod.load(MIX)
     server = prism.deployment.vm("server")
@@ -389,7 +409,8 @@ def test_unplugging_a_cpu_under_a_priority_flood_keeps_the_guest_forwarding(pris
     assert (wrong := placed_as(mix, server)) is None, f"the run after the hotplug was not placed as the mix says: {wrong}"
     try:
         for flow in after.mix.flows_of(mix_mod.PRIORITY):
-            assert_intact(after.results(), flow=flow.name)
+            assert_intact(after.results(), flow=flow.name, tolerate=("lost",))
+        assert_lost_only_at_reflectors(after)
     except AssertionError as failure:
         if trace is None:
             raise
