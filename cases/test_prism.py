@@ -43,7 +43,7 @@ FASTER_SETTINGS = ["pseudo-sync", "sync"]
 # 947, 946 ms). With three boots of two rounds the interval was [0.010, 1.385] around a
 # ratio of 0.117 (Welch, about 2 degrees of freedom, t = 4.3): no verdict on a tenfold
 # effect. Five PRISM boots of one round each cost about as much and give 4 degrees of
-# freedom (t = 2.8) and a standard error smaller by a quarter; vanilla, steady, needs
+# freedom (t = 2.8) and a standard error 10-23 % smaller; vanilla, steady, needs
 # fewer. Rounds within a boot add little: they share the boot's level.
 PRISM_BOOTS = 5
 VANILLA_BOOTS = 3
