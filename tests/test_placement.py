@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -54,37 +56,71 @@ def allowed(pid: int) -> str:
                 if line.startswith("Cpus_allowed_list"))
 
 
+def pin_here(programs: list[placement.Program]) -> subprocess.CompletedProcess:
+    """The pin script run on this host, each program's container standing for this process's PID namespace."""
+    namespaces = {p.container: os.getpid() for p in programs}
+    return subprocess.run(["sh", "-c", placement.pin_script(programs, namespaces)], capture_output=True, text=True,
+                          timeout=30, check=False)
+
+
 def test_the_pin_script_pins_a_running_program_and_reports_what_the_kernel_kept(sleeper):
     proc, argv = sleeper
     program = placement.Program("c", 7007, argv, (0,))
-    done = subprocess.run(["sh", "-c", placement.pin_script([program])], capture_output=True, text=True, timeout=30, check=False)
+    done = pin_here([program])
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["7007", str(proc.pid), "0", "0"]
+    assert done.stdout.split() == ["c", "7007", str(proc.pid), "0", "0"]
     assert allowed(proc.pid) == "0"
-    placement.check_pins("c", [program], done.stdout)
+    placement.check_pins([program], done.stdout)
     # a mix that does not pin it gives it every online CPU back
     freed = dataclasses.replace(program, cpus=())
-    done = subprocess.run(["sh", "-c", placement.pin_script([freed])], capture_output=True, text=True, timeout=30, check=False)
+    done = pin_here([freed])
     assert done.returncode == 0, done.stderr
     online = Path("/sys/devices/system/cpu/online").read_text().strip()
     assert placement.parse_cpu_list(allowed(proc.pid)) == placement.parse_cpu_list(online)
-    placement.check_pins("c", [freed], done.stdout)
+    placement.check_pins([freed], done.stdout)
+
+
+def test_the_pin_script_finds_programs_only_in_their_containers_pid_namespace(sleeper):
+    """The same reflector command line runs in several containers of one VM: each is found by its namespace."""
+    proc, argv = sleeper
+    elsewhere = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", "sh", "-c", "echo $$"],
+                               capture_output=True, text=True, timeout=30, check=False)
+    if elsewhere.returncode != 0:
+        pytest.skip(f"cannot make a PID namespace here: {elsewhere.stderr.strip()}")
+    with subprocess.Popen(["unshare", "--pid", "--fork", "sleep", "30"]) as other:
+        try:
+            for _ in range(100):  # until the forked child is in the new namespace
+                children = Path(f"/proc/{other.pid}/task/{other.pid}/children").read_text().split()
+                if children:
+                    break
+                time.sleep(0.02)
+            program = placement.Program("c", 7007, argv, (0,))
+            done = subprocess.run(["sh", "-c", placement.pin_script([program], {"c": int(children[0])})],
+                                  capture_output=True, text=True, timeout=30, check=False)
+        finally:
+            other.kill()
+    assert done.returncode == 1 and f"c: {argv}: not running" in done.stderr, (done.stdout, done.stderr)
+    assert allowed(proc.pid) != "0" or Path("/sys/devices/system/cpu/online").read_text().strip() == "0"
 
 
 def test_a_program_that_is_not_running_fails_the_pin_script_by_name():
     program = placement.Program("c", 7007, "sleep 3599.75", (0,))
-    done = subprocess.run(["sh", "-c", placement.pin_script([program])], capture_output=True, text=True, timeout=30, check=False)
+    done = pin_here([program])
     assert done.returncode == 1
-    assert "sleep 3599.75: not running" in done.stderr
+    assert "c: sleep 3599.75: not running" in done.stderr
 
 
 def test_a_pin_the_kernel_did_not_keep_or_a_missing_process_is_an_error():
     program = placement.Program("s1", 7007, "prism-reflector -u -t -p 7007", (0,))
     with pytest.raises(VerdictError, match=r"container s1: prism-reflector on port 7007 \(pid 312\) runs on CPUs "
                                            r"0-1, not 0"):
-        placement.check_pins("s1", [program], "7007 312 0-1 0\n")
-    with pytest.raises(VerdictError, match=r"no prism-reflector process found for port\(s\) \[7007\]"):
-        placement.check_pins("s1", [program], "")
+        placement.check_pins([program], "s1 7007 312 0-1 0\n")
+    with pytest.raises(VerdictError, match=r"container s1: no prism-reflector process found for port\(s\) \[7007\]"):
+        placement.check_pins([program], "")
+    with pytest.raises(VerdictError, match=r"threads on different CPUs"):
+        placement.check_pins([program], "s1 7007 312 mixed 0\n")
+    with pytest.raises(VerdictError, match=r"container s1: no prism-reflector"):  # found, but in another container
+        placement.check_pins([program], "s2 7007 312 0 0\n")
 
 
 class Recorder:

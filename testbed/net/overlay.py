@@ -167,6 +167,7 @@ class ContainerHandle:
 
     container: Container
     machine: MachineCommon  # either backend's machine
+    _pid: int | None = dataclasses.field(default=None, init=False, repr=False, compare=False)
 
     @property
     def name(self) -> str:
@@ -205,9 +206,15 @@ class ContainerHandle:
             self.exec(stop, timeout=30)
 
     def pid(self) -> int:
-        """The PID (in the guest) of the container's first process."""
-        state = self.machine.run(["crun", "state", self.name], check=True).stdout
-        return int(json.loads(state)["pid"])
+        """The PID (in the guest) of the container's first process.
+
+        Asked of crun once: a container runs for its deployment's life (the
+        testbed never restarts one), and every run needs the PID again.
+        """
+        if self._pid is None:
+            state = self.machine.run(["crun", "state", self.name], check=True).stdout
+            self._pid = int(json.loads(state)["pid"])
+        return self._pid
 
     def state(self) -> str:
         out = self.machine.run(["crun", "state", self.name], check=True).stdout

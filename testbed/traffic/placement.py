@@ -70,53 +70,79 @@ def parse_cpu_list(text: str) -> frozenset[int]:
     return frozenset(cpus)
 
 
-def pin_script(found: list[Program]) -> str:
-    """Container shell that pins each running program and prints `port pid allowed wanted` per process.
+def pin_script(found: list[Program], namespaces: dict[str, int]) -> str:
+    """VM shell that pins each running program and prints `container port pid allowed wanted` per process.
 
+    Run in the VM's own namespaces, one command for every container there: a
+    program is found by its command line among the processes that share the
+    PID namespace of its container's first process (namespaces: container ->
+    that PID), so two containers running the same reflector stay apart.
     A program the mix does not pin gets every online CPU back, so a pin from
     an earlier mix does not outlive it. Exits 1 naming a program that is not
     running: a reflector that died would otherwise show up as lost probes.
+    Every run pins again, so the script starts a program (pgrep once per
+    container, taskset only for a process whose threads are not where they
+    belong) as rarely as it can: each costs a tenth of a second or more in a
+    TCG guest.
     """
-    lines = ["online=$(cat /sys/devices/system/cpu/online)"]
-    for program in found:
-        argv, cpus = shlex.quote(program.argv), cpu_list(program.cpus) if program.cpus else "$online"
-        lines.append(f"p=$(pgrep -d ' ' -f -x {argv}) || {{ echo {argv}': not running' >&2; exit 1; }}; "
-                     f"for i in $p; do taskset -a -p -c {cpus} $i >/dev/null || exit 1; "
-                     f"echo {program.port} $i $(awk '/^Cpus_allowed_list/ {{print $2}}' /proc/$i/status) {cpus}; done")
+    lines = [
+        "read -r online < /sys/devices/system/cpu/online",
+        # A: the CPUs every thread of process $1 may run on, if they agree; else empty
+        "allowed() { A=; for t in /proc/$1/task/*; do while read -r k v; do if [ \"$k\" = Cpus_allowed_list: ]; then"
+        " if [ -z \"$A\" ] || [ \"$A\" = \"$v\" ]; then A=$v; else A=; return; fi; break; fi;"
+        " done < $t/status; done; }",
+    ]
+    for container in sorted({p.container for p in found}):
+        lines.append(f"procs=$(pgrep --ns {namespaces[container]} --nslist pid -a)")
+        for program in (p for p in found if p.container == container):
+            argv, cpus = shlex.quote(program.argv), cpu_list(program.cpus) if program.cpus else "$online"
+            lines.append(
+                f"n=0; while read -r i cmd; do [ \"$cmd\" = {argv} ] || continue; n=$((n+1)); allowed $i;"
+                f" [ \"$A\" = \"{cpus}\" ] || taskset -a -p -c {cpus} $i >/dev/null || exit 1; allowed $i;"
+                f" echo {container} {program.port} $i \"${{A:-mixed}}\" {cpus}; done <<PRISM_PROCS\n$procs\nPRISM_PROCS\n"
+                f"[ $n -gt 0 ] || {{ echo {container}: {argv}': not running' >&2; exit 1; }}")
     return "\n".join(lines)
 
 
-def check_pins(container: str, found: list[Program], output: str) -> None:
+def check_pins(found: list[Program], output: str) -> None:
     """Raise VerdictError unless every process of every program runs on exactly the CPUs asked for."""
-    seen: set[int] = set()
+    seen: set[tuple[str, int]] = set()
     for line in output.splitlines():
-        port, pid, allowed, wanted = line.split()
-        seen.add(int(port))
+        container, port, pid, allowed, wanted = line.split()
+        seen.add((container, int(port)))
+        if allowed == "mixed":
+            raise VerdictError(f"container {container}: {REFLECTOR} on port {port} (pid {pid}) has threads on "
+                               f"different CPUs after pinning them all to {wanted}")
         if parse_cpu_list(allowed) != parse_cpu_list(wanted):
             raise VerdictError(f"container {container}: {REFLECTOR} on port {port} (pid {pid}) runs on CPUs "
                                f"{allowed}, not {wanted} as the mix places it")
-    if missing := sorted({p.port for p in found} - seen):
-        raise VerdictError(f"container {container}: no {REFLECTOR} process found for port(s) {missing}")
+    by_container: dict[str, list[int]] = defaultdict(list)
+    for program in found:
+        if (program.container, program.port) not in seen:
+            by_container[program.container].append(program.port)
+    for container, ports in sorted(by_container.items()):
+        raise VerdictError(f"container {container}: no {REFLECTOR} process found for port(s) {sorted(ports)}")
 
 
 def pin(deployment: Deployment, found: list[Program]) -> None:
-    """Pin every program again, one command per container, and check the kernel kept the pins."""
-    by_container: dict[str, list[Program]] = defaultdict(list)
+    """Pin every program again, one command per VM, and check the kernel kept the pins."""
+    vm_of = {c.name: vm.name for vm, c in deployment.topology.containers()}
+    by_vm: dict[str, list[Program]] = defaultdict(list)
     for program in found:
-        by_container[program.container].append(program)
-    for container, programs_there in by_container.items():
-        result = deployment.container(container).exec(pin_script(programs_there), timeout=60)
+        by_vm[vm_of[program.container]].append(program)
+    for vm_name, programs_there in by_vm.items():
+        namespaces = {p.container: deployment.container(p.container).pid() for p in programs_there}
+        result = deployment.vm(vm_name).run(pin_script(programs_there, namespaces), timeout=60)
         if result.exit_code != 0:
-            raise VerdictError(f"container {container}: cannot pin its programs: "
+            raise VerdictError(f"vm {vm_name}: cannot pin its containers' programs: "
                                f"{(result.stderr or result.stdout).strip()}")
-        check_pins(container, programs_there, result.stdout)
+        check_pins(programs_there, result.stdout)
 
 
 def steer(deployment: Deployment, vm_name: str, tuning: Tuning) -> None:
     """Receive steering (RPS) and NIC interrupt placement on one VM, as the tuning says."""
-    vm = deployment.vm(vm_name)
-    for device, cpus in tuning.rps.items():
-        name = next((vxlan_name(o.vni) for o in deployment.topology.overlays if o.name == device), device)
-        vm.run(rps_script(name, cpus), check=True)
-    for device, cpus in tuning.irq.items():
-        vm.run(irq_script(device, cpus), check=True)
+    scripts = [rps_script(next((vxlan_name(o.vni) for o in deployment.topology.overlays if o.name == device), device),
+                          cpus) for device, cpus in tuning.rps.items()]
+    scripts += [irq_script(device, cpus) for device, cpus in tuning.irq.items()]
+    if scripts:  # one guest command: each costs about half a second under TCG
+        deployment.vm(vm_name).run("\n".join(["set -e", *scripts]), check=True)
