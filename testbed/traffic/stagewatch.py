@@ -199,30 +199,35 @@ class StageWatch:
         self.result: dict[str, VmStages] = {}
         self.host_drops: dict[str, int] = {}
 
-    def _snapshot(self) -> Snapshot:
+    def _snapshot(self, lead: dict[str, str] | None = None) -> tuple[Snapshot, dict[str, str]]:
+        """Counters on the host and every watched VM, and what each VM's `lead` shell printed first.
+
+        lead rides in the same guest command as the counters (each guest
+        command costs about half a second under TCG), ahead of them.
+        """
         d = self.deployment
         host = parse_ip_link(d.host_run(["ip", "-s", "-j", "link", "show"]).stdout)
         host_backlog = backlog_drops(Path("/proc/net/softnet_stat").read_text())
         taps = {vm: host[d.vm(vm).spec.nics[0].tap] for vm in self.vms}
-        vms = {}
+        vms, led = {}, {}
         for vm in self.vms:
             pids = self._pids[vm]
-            parts = ["cat /proc/net/softnet_stat", "ip -s -j link show"]
+            parts = [(lead or {}).get(vm, "true"), "cat /proc/net/softnet_stat", "ip -s -j link show"]
             parts += [f"cat /proc/{pid}/net/snmp" for pid in pids.values()]
             parts.append("cat /proc/stat")
             parts.append("cat /proc/net/prism_stat 2>/dev/null || true")
-            script = f"; echo {_MARK}; ".join(parts)
+            script = f"; echo {_MARK}; ".join(f"{{ {part}\n}}" for part in parts)
             out = d.vm(vm).run(script, timeout=30, check=True).stdout.split(_MARK + "\n")
+            led[vm], out = out[0], out[1:]
             snmp = {name: parse_snmp(out[2 + i]) for i, name in enumerate(pids)}
             vms[vm] = VmCounters(parse_softnet(out[0]), parse_ip_link(out[1]), snmp, out[-1] or None,
                                  parse_proc_stat(out[-2]))
-        return Snapshot(taps, vms, host, host_backlog)
+        return Snapshot(taps, vms, host, host_backlog), led
 
     def __enter__(self) -> StageWatch:
-        self.before = self._snapshot()
+        self.before, limits = self._snapshot({vm: "cat /proc/sys/net/core/netdev_max_backlog" for vm in self.vms})
         for vm in self.vms:
-            limit = self.deployment.vm(vm).run("cat /proc/sys/net/core/netdev_max_backlog", check=True).stdout
-            self.levels[vm] = level_for(int(limit))
+            self.levels[vm] = level_for(int(limits[vm]))
             self.deployment.vm(vm).run(
                 f"(prism-stagemon -i {self.interval_us} -t {self.levels[vm]} -b {BIN_MS} > {STAGEMON}.out 2>&1 &"
                 f" echo $! > {STAGEMON}.pid)", check=True)
@@ -231,19 +236,19 @@ class StageWatch:
     def mark_window(self) -> None:
         """Open, then (called again) close the measured part of the load: the regime is judged over it."""
         for vm in self.vms:
-            self.deployment.vm(vm).run(f"kill -USR1 $(cat {STAGEMON}.pid)", check=True)
+            self.deployment.vm(vm).run(f"read -r p < {STAGEMON}.pid && kill -USR1 $p", check=True)  # builtins only
 
     def __exit__(self, *exc) -> None:
-        samples = {}
-        for vm in self.vms:
-            out = self.deployment.vm(vm).run(
-                f"kill $(cat {STAGEMON}.pid) && while kill -0 $(cat {STAGEMON}.pid) 2>/dev/null; do sleep 0.05; done;"
-                f" cat {STAGEMON}.out", timeout=30)
-            samples[vm] = parse_stagemon(out.stdout)
-        if exc[0] is None:
-            after = self._snapshot()
-            self.result = stages_between(self.before, after, samples, self.deployment.topology, self.levels)
-            self.host_drops = host_drops_between(self.before, after)
+        stop = (f"read -r p < {STAGEMON}.pid && kill $p && while kill -0 $p 2>/dev/null; do sleep 0.05; done;"
+                f" cat {STAGEMON}.out")
+        if exc[0] is not None:  # the counters are not wanted, only the monitor gone
+            for vm in self.vms:
+                self.deployment.vm(vm).run(stop, timeout=30)
+            return
+        after, out = self._snapshot(dict.fromkeys(self.vms, stop))
+        samples = {vm: parse_stagemon(out[vm]) for vm in self.vms}
+        self.result = stages_between(self.before, after, samples, self.deployment.topology, self.levels)
+        self.host_drops = host_drops_between(self.before, after)
 
 
 def host_drops_between(before: Snapshot, after: Snapshot) -> dict[str, int]:
