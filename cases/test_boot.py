@@ -102,8 +102,9 @@ SPLAT_CASES = textwrap.dedent('''
 ''')
 
 
-def test_splat_fails_the_running_test(pytester, kernel):
+def test_splat_fails_the_running_test(pytester, monkeypatch, cache_home, kernel):
     """A WARNING fails a test whose own assertions pass; a panic fails with its text."""
+    monkeypatch.setenv("XDG_CACHE_HOME", cache_home)
     pytester.makepyfile(test_splats=SPLAT_CASES)
     junit = pytester.path / "junit.xml"
     result = pytester.runpytest_subprocess(
