@@ -353,11 +353,19 @@ def assert_lost_only_at_reflectors(run) -> None:
     run after the hotplug once had a p50 RTT of 184 ms and lost 26 priority
     probes, all 26 counted as RcvbufErrors in s1: the reflector, pinned to
     the NIC's CPU, read too slowly.
+
+    Datagram probes only: a TCP probe is never lost in the network (TCP
+    resends it); the prober counts a TCP slot as lost when the exchange
+    before it was still open (no coordinated omission), which is lateness,
+    not a drop. A clean-clone run here with half a host core taken by a
+    stray busy loop skipped 11 such slots on the lockdep kernel, and lost no
+    datagram.
     """
     results = run.results()
     lost: dict[str, int] = {}
     for flow in run.mix.probes:
-        lost[flow.dst] = lost.get(flow.dst, 0) + results.integrity(flow.name).lost
+        if flow.protocol != "tcp":
+            lost[flow.dst] = lost.get(flow.dst, 0) + results.integrity(flow.name).lost
     socket = {c: sum(s.sockets.get(c, {}).get("RcvbufErrors", 0) for s in run.stages.values()) for c in lost}
     beyond = {c: (n, socket[c]) for c, n in lost.items() if n > socket[c]}
     assert not beyond, (f"probes lost beyond the reflectors' sockets (container: lost, socket-buffer drops): {beyond}; "
