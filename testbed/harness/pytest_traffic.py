@@ -131,10 +131,13 @@ class Traffic:
         reasons = []
         for _ in range(tries):
             run = self.run(mix)
-            if standing_only and run.regime is not None and run.regime.standing:
-                return run
-            why = run.validity() if not standing_only else (run.regime.why if run.regime else "no regime recorded")
-            if not standing_only and why is None:
+            if not standing_only:
+                why = run.validity()
+            elif run.regime is None:
+                why = "no regime recorded"
+            else:
+                why = None if run.regime.standing else run.regime.why
+            if why is None:
                 return run
             reasons.append(why)
         raise AssertionError(f"mix {mix.name}: no run of {tries} held the regime:\n" + "\n".join(reasons))
