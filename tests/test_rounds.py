@@ -87,6 +87,24 @@ def test_kernels_are_judged_over_boots_settings_and_flows_over_rounds():
     assert sync_off.verdict == FASTER
 
 
+def test_an_ablation_is_judged_against_its_full_mode_as_well_as_against_off():
+    """`pseudo-sync+no-local` against `pseudo-sync` on the same rounds: what taking the feature away costs."""
+    full = {1: (200.0, 210.0), 2: (190.0, 205.0), 3: (220.0, 200.0)}
+    recs = []
+    for boot in (1, 2, 3):
+        for rnd in (1, 2):
+            p = full[boot][rnd - 1]
+            for label, setting, p99 in (("prism/off", "off", 1000.0), ("prism/pseudo-sync", "pseudo-sync", p),
+                                        ("prism/pseudo-sync+no-local", "pseudo-sync+no-local", p * 2),
+                                        ("prism/sync+no-cell", "sync+no-cell", p)):
+                recs.append(run(label, rnd, boot=boot, kernel="prism", setting=setting, priority=p99))
+    vs = [(v.a, v.b, v.verdict) for v in verdicts_from_records(recs) if v.unit == ROUND and v.b_flow is None]
+    assert vs == [("prism/pseudo-sync", "prism/off", FASTER),
+                  ("prism/pseudo-sync+no-local", "prism/off", FASTER),
+                  ("prism/pseudo-sync+no-local", "prism/pseudo-sync", "slower"),
+                  ("prism/sync+no-cell", "prism/off", FASTER)]  # no sync measured: no ablation verdict
+
+
 def test_the_baseline_can_be_any_kernel():
     vs = verdicts_from_records(experiment(), baseline="prism")
     kernel_vs = [(v.a, v.b) for v in vs if v.unit == BOOT]

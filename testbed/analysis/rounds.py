@@ -105,21 +105,33 @@ def _kernel_verdicts(valid: Valid, by_kernel: Mapping[str, list[Condition]], bas
             for cond in mine for base in [_counterpart(cond, by_kernel[baseline])]]
 
 
+def ablated_from(cond: Condition, conds: Sequence[Condition]) -> Condition | None:
+    """For an ablation setting (`pseudo-sync+no-local`), the full mode measured beside it (`pseudo-sync`)."""
+    if not cond.setting or "+" not in cond.setting:
+        return None
+    mode, *extras = cond.setting.split("+")
+    if not extras or not all(e.startswith("no-") for e in extras):
+        return None
+    return next((c for c in conds if c.setting == mode), None)
+
+
 def _setting_verdicts(valid: Valid, by_kernel: Mapping[str, list[Condition]], priority: Sequence[str],
                       common: dict) -> list[Verdict]:
-    """Every setting of a kernel against its reference setting, paired round by round on the same boots."""
+    """Every setting of a kernel against its reference setting, paired round by round on the same boots;
+    an ablation (`MODE+no-X`) against its full MODE as well: what taking feature X away costs."""
     out = []
     p = common["percentile"]
     for mine in by_kernel.values():
         ref = _reference(mine)
         for cond in mine:
-            if cond is ref:
-                continue
-            keys = sorted(set(valid.get(cond.label, {})) & set(valid.get(ref.label, {})))
-            for flow in priority:
-                a = [_one(valid[cond.label][k], flow, p) for k in keys]
-                b = [_one(valid[ref.label][k], flow, p) for k in keys]
-                out.append(judge(flow, cond.label, a, ref.label, b, unit=ROUND, paired=True, **common))
+            for against in (ref, ablated_from(cond, mine)):
+                if against is None or against is cond:
+                    continue
+                keys = sorted(set(valid.get(cond.label, {})) & set(valid.get(against.label, {})))
+                for flow in priority:
+                    a = [_one(valid[cond.label][k], flow, p) for k in keys]
+                    b = [_one(valid[against.label][k], flow, p) for k in keys]
+                    out.append(judge(flow, cond.label, a, against.label, b, unit=ROUND, paired=True, **common))
     return out
 
 
