@@ -70,3 +70,17 @@ def test_a_tcp_flow_without_reflector_fails_clearly(reflectors):
     flow = ProbeFlow("nobody-tcp", "s2", flow_id=9, protocol="tcp", dport=7999, count=10)
     with pytest.raises(VerdictError, match=r"probe flow nobody-tcp: TCP to s2 \[10.42.0.22\]:7999 failed"):
         HostProber(reflectors, [flow]).run()
+
+
+def test_a_held_flow_is_slower_by_exactly_its_hold(reflectors):
+    """The instrument's positive control (benchmarks/instrument.py): a delay line at the sender, outside the
+    guest, adds its hold to every RTT of the flow it holds and to no other flow."""
+    hold = 0.030
+    flows = [ProbeFlow("plain", "s1", flow_id=1, rate=100, count=300),
+             ProbeFlow("held", "s1", flow_id=2, rate=100, count=300, start=0.005)]
+    results = HostProber(reflectors, flows, hold={"held": hold}).run().results()
+    p50 = {f.name: summarize(results.samples(f.name)).p50 for f in flows}
+    for flow in flows:
+        assert assert_intact(results, flow=flow.name).sent == flow.count
+    added_ms = (p50["held"] - p50["plain"]) / 1000
+    assert 0.8 * hold * 1000 < added_ms < hold * 1000 + 10, p50

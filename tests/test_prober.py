@@ -152,3 +152,17 @@ def test_receiver_takes_the_stamps_from_each_reply():
     assert (first.received_ns, first.duplicate_count) == (300, 1)
     assert (first.guest_rx_ns, first.guest_read_ns, first.guest_send_ns) == (150, 160, 170)  # the first copy's
     assert record_of("p", 1, 110, received[(1, 1)]).guest_rx_ns is None
+
+
+@pytest.mark.parametrize(("hold", "message"), [
+    ({"nobody": 0.01}, r"hold \['nobody'\]: only a probe flow of this run"),
+    ({"p": -0.01}, r"hold \['p'\]"),
+    ({"p": 5.0}, r"0 to the grace \(2.0 s\)"),
+    ({"t": 0.01}, "a TCP request/response flow is timed from its slot"),
+])
+def test_a_hold_names_a_packet_flow_of_the_run_and_fits_in_the_grace(hold, message):
+    from testbed.traffic.prober import HostProber
+
+    flows = [ProbeFlow("p", "s1", flow_id=1), ProbeFlow("t", "s1", flow_id=2, protocol="tcp")]
+    with pytest.raises(ValueError, match=message):
+        HostProber(None, flows, hold=hold)

@@ -19,7 +19,7 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -166,11 +166,22 @@ def socket_drops(sock: socket.socket) -> int:
 class HostProber:
     """Sends flows of probes through the host's VXLAN endpoint and times the echoes."""
 
-    def __init__(self, deployment: Deployment, flows: Sequence[ProbeFlow], grace: float = 2.0, warmup_timeout: float = 15.0):
+    def __init__(self, deployment: Deployment, flows: Sequence[ProbeFlow], grace: float = 2.0, warmup_timeout: float = 15.0,
+                 hold: Mapping[str, float] | None = None):
+        """hold: seconds by flow name that each of its probes waits after it is stamped and before it is
+        sent: a delay line at the sender, outside the guest, so the flow's measured RTT grows by exactly
+        that and the guest sees the same requests, later (an instrument's positive control)."""
         names = [f.name for f in flows]
         ids = [f.flow_id for f in flows]
         if len(set(names)) != len(names) or len(set(ids)) != len(ids):
             raise ValueError("probe flows need distinct names and flow ids")
+        hold = dict(hold or {})
+        wrong = [n for n, s in hold.items() if n not in names or s < 0 or s > grace]
+        if wrong:
+            raise ValueError(f"hold {wrong}: only a probe flow of this run, 0 to the grace ({grace} s)")
+        if any(f.protocol == "tcp" for f in flows if f.name in hold):
+            raise ValueError("hold: a TCP request/response flow is timed from its slot; hold a packet flow")
+        self._hold_ns = {f.flow_id: int(hold.get(f.name, 0.0) * 1e9) for f in flows}
         self.deployment = deployment
         self.flows = list(flows)
         self.grace = grace
@@ -213,7 +224,9 @@ class HostProber:
         packet_flows = [f for f in self.flows if f.protocol != "tcp"]
         tcp_flows = [f for f in self.flows if f.protocol == "tcp"]
         templates = {f.flow_id: probe_template(self.deployment, f) for f in packet_flows}
-        schedule = sorted((f.start + i / f.rate, f.flow_id, i) for f in packet_flows for i in range(f.count))
+        # a held flow is sent its hold later than it is stamped: the schedule moves, the stamps do not
+        schedule = sorted((f.start + i / f.rate + self._hold_ns[f.flow_id] / 1e9, f.flow_id, i)
+                          for f in packet_flows for i in range(f.count))
         sent: dict[tuple[int, int], int] = {}
         received: dict[tuple[int, int], Reply] = {}
         lateness: dict[str, list[int]] = {f.name: [] for f in self.flows}
@@ -244,9 +257,10 @@ class HostProber:
                     pass
                 flow = self._by_id[flow_id]
                 template = templates[flow_id]
-                payload = probe.encode(flow_id, seq, now, flow.size)
+                stamped = now - self._hold_ns[flow_id]
+                payload = probe.encode(flow_id, seq, stamped, flow.size)
                 tx.send(probe_frame(template, flow, seq, payload))
-                sent[(flow_id, seq)] = now
+                sent[(flow_id, seq)] = stamped
                 lateness[flow.name].append(now - due)
             for thread in tcp_threads:
                 thread.join()

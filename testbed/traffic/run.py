@@ -14,6 +14,7 @@ import contextlib
 import json
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -205,8 +206,11 @@ def json_complete(text: str) -> bool:
     return True
 
 
-def run_mix(deployment: Deployment, mix: Mix, grace: float = 2.0) -> MixRun:
-    """Run mix once; raises VerdictError when a probe path never answers."""
+def run_mix(deployment: Deployment, mix: Mix, grace: float = 2.0, hold: Mapping[str, float] | None = None) -> MixRun:
+    """Run mix once; raises VerdictError when a probe path never answers.
+
+    hold: a delay line at the sender for some probe flows (HostProber), for a positive control.
+    """
     mix.validate(deployment.topology)
     prepare(deployment, mix)
     start = time.monotonic()
@@ -231,7 +235,7 @@ def run_mix(deployment: Deployment, mix: Mix, grace: float = 2.0) -> MixRun:
     taps = [deployment.vm(vm).spec.nics[0].tap for vm in vms]
     with StageWatch(deployment, vms) as watch, HostDropWatch(deployment.fabric.netns, taps) as host_drops:
         with contextlib.ExitStack() as load:  # floods, then hogs, stop as soon as the probes are done
-            probe_run = HostProber(deployment, mix.probes, grace=grace).run(before_schedule=lambda: start_load(load))
+            probe_run = HostProber(deployment, mix.probes, grace=grace, hold=hold).run(before_schedule=lambda: start_load(load))
             if window_open:
                 watch.mark_window()
         iperf = _collect_iperf3(deployment, mix, time.monotonic() + bulk_seconds + 15)
