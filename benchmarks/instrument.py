@@ -13,13 +13,15 @@ bound on both sides can never be called slower or faster (an A/A there is
 inconclusive by construction, which would prove nothing). Every round of a
 boot runs three conditions, their order rotated: `plain` (the mix as is),
 `plain#2` (the same, again: the A/A's twin within a boot) and `delayed`, the
-positive control: a netem delay on the priority flow's requests on the
-host tap toward the VM (outside the guest, so the RTT grows by exactly the
-delay and the guest's dynamics are untouched), sized on the calibration boot
-to raise the loaded priority p99 by `effect`. (A first version put the netem
-on the container's egress inside the guest: it *lowered* the p99 by a
-quarter, since it moved the replies' transmit into a timer softirq; a
-control must be outside what it controls for.) Then, with the verdict rules the experiment uses
+positive control: the priority flow's requests held at the host's sender
+for a fixed delay after they are stamped (HostProber's `hold`: a delay line
+outside the guest, so the RTT grows by exactly the delay and the guest sees
+the same requests, later), sized on the calibration boot to raise the loaded
+priority p99 by `effect`. (A first version put a netem on the container's
+egress inside the guest: it *lowered* the p99 by a quarter, since it moved
+the replies' transmit into a timer softirq; a control must be outside what
+it controls for. A netem on the host tap is the textbook place, but hosts
+of this kind have no sch_netem.) Then, with the verdict rules the experiment uses
 (testbed.analysis.judge):
 
 - between kernels, the unit is the boot. Every split of the boots into two
@@ -34,11 +36,17 @@ control must be outside what it controls for.) Then, with the verdict rules the 
   delayed against plain, over each half's rounds.
 - the design this replaced, for comparison: one boot a side with its rounds
   as the units (Welch), over every pair of boots.
+- the power curve: the plain runs again, one side's p99 scaled by
+  1 + effect (0 to +100 %), judged at the experiment's default number of
+  boots. The noise is the measured one; the effect is multiplicative by
+  construction. It says which effect a default experiment can call, where
+  the one injected control says whether that size is called.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import statistics
 import sys
@@ -55,8 +63,8 @@ from testbed.analysis.judge import BOOT, INCONCLUSIVE, ROUND, judge
 from testbed.analysis.latency import SLOWER
 from testbed.build.image import build_image, load_spec
 from testbed.build.kernel import obtain
-from testbed.core import cmd
 from testbed.core.progress import console
+from testbed.harness.experiment import DEFAULT_BOOTS
 from testbed.net import topology as topology_mod
 from testbed.net.deployment import Deployment
 from testbed.traffic import mix as mix_mod
@@ -66,41 +74,6 @@ from testbed.traffic.run import run_mix
 from testbed.vm import accel as accel_mod
 
 CONDITIONS = ("plain", "plain#2", "delayed")
-
-
-# Inner UDP destination port of a VXLAN-encapsulated IPv4 probe, from the outer IPv4 header:
-# outer IPv4 20 + UDP 8 + VXLAN 8 + inner Ethernet 14 + inner IPv4 20, then the source port (2).
-INNER_DPORT_AT = 72
-
-
-def vm_tap(deployment: Deployment, container: str) -> str:
-    """The host tap of the VM that runs the container (its QEMU's `ifname=`)."""
-    argv = " ".join(deployment.container(container).machine.argv)
-    return argv.split("ifname=", 1)[1].split(",", 1)[0]
-
-
-def install_delay(deployment: Deployment, flow) -> str:
-    """On the host tap toward the flow's VM: a prio qdisc whose first band is a netem, and a filter that
-    sends the flow's requests (its inner UDP port) there. Installed once per boot, for every condition,
-    so the conditions differ in the delay alone; the delay starts at 0."""
-    tap, ns = vm_tap(deployment, flow.dst), deployment.fabric.netns
-    for argv in (["tc", "qdisc", "replace", "dev", tap, "root", "handle", "1:", "prio"],
-                 ["tc", "qdisc", "add", "dev", tap, "parent", "1:1", "handle", "10:", "netem", "delay", "0ms",
-                  "limit", "100000"],
-                 ["tc", "filter", "add", "dev", tap, "parent", "1:", "protocol", "ip", "prio", "1", "u32", "match",
-                  "u16", str(flow.dport), "0xffff", "at", str(INNER_DPORT_AT), "flowid", "1:1"]):
-        cmd.run(argv, netns=ns, check=True)
-    return tap
-
-
-def set_delay(deployment: Deployment, tap: str, ms: float) -> None:
-    """The control's delay on the flow's requests, outside the guest: its RTT grows by exactly ms."""
-    ns = deployment.fabric.netns
-    cmd.run(["tc", "qdisc", "change", "dev", tap, "parent", "1:1", "handle", "10:", "netem", "delay",
-             f"{ms:.1f}ms", "limit", "100000"], netns=ns, check=True)
-    shown = cmd.run(["tc", "qdisc", "show", "dev", tap], netns=ns, check=True).stdout
-    if "netem 10:" not in shown or (ms > 0 and "delay" not in shown):
-        raise RuntimeError(f"tap {tap}: the delay did not take: {shown}")
 
 
 def priority_flow(mix: mix_mod.Mix) -> mix_mod.ProbeFlow:
@@ -135,14 +108,13 @@ def measure(args, out_dir: Path) -> dict:
         with Deployment(topo, kernel, image, choice) as deployment:
             if setting is not None:
                 prism_knobs.apply(deployment, setting, mix)
-            tap = install_delay(deployment, flow)
             for round_no in range(1, args.rounds + 1):
                 shift = (round_no - 1 + boot - 1) % len(CONDITIONS)
                 for cond in CONDITIONS[shift:] + CONDITIONS[:shift]:
-                    set_delay(deployment, tap, figs["delay_ms"] if cond == "delayed" else 0.0)
+                    hold = {flow.name: figs["delay_ms"] / 1000} if cond == "delayed" else None
                     console.print(f"boot {boot}/{args.boots} round {round_no}/{args.rounds}: {cond}")
                     for attempt in range(1, 4):
-                        run = run_mix(deployment, mix)
+                        run = run_mix(deployment, mix, hold=hold)
                         rec = report.run_record(run, kernel=kernel, accel=choice, topology=topo, case="instrument",
                                                 label=cond)
                         rec.kernel_label, rec.boot, rec.round, rec.attempt = cond, boot, round_no, attempt
@@ -184,6 +156,59 @@ def _old_gate(v) -> str:
     return INCONCLUSIVE
 
 
+SCALED_EFFECTS = (0.0, 0.05, 0.10, 0.25, 0.50, 1.00)
+
+
+def _scaled(units: list[list], factor: float) -> list[list]:
+    return [[dataclasses.replace(t, value=t.value * factor) for t in unit] for unit in units]
+
+
+def _disjoint_pairs(boots: list[int], k: int, limit: int = 400) -> list[tuple[set, set]]:
+    """Pairs of disjoint k-boot sets, each unordered pair once (the first `limit`, in a fixed order)."""
+    out = []
+    for first in itertools.combinations(boots, k):
+        rest = [b for b in boots if b not in first]
+        for second in itertools.combinations(rest, k):
+            if first < second:
+                out.append((set(first), set(second)))
+                if len(out) == limit:
+                    return out
+    return out
+
+
+def power_curve(figs: dict, per_side: int) -> list[dict]:
+    """Share of "slower" when one side's measured p99 are scaled by 1 + effect (0: the A/A rate).
+
+    The noise is the measured one, boot to boot and round to round; the
+    effect is multiplicative by construction (a real patch's may not be).
+    Between kernels: plain on `per_side` boots against plain on `per_side`
+    others, every such pair. Within boots: plain#2 against plain, paired
+    over the rounds of every `per_side` boots.
+    """
+    boots = sorted({r["boot"] for r in figs["runs"]["plain"]})
+    if len(boots) < 2 * per_side:
+        return []
+    pairs = _disjoint_pairs(boots, per_side)
+    subsets = [set(c) for c in itertools.combinations(boots, per_side)]
+    rows = []
+    for effect in SCALED_EFFECTS:
+        factor = 1 + effect
+        between = [judge("priority", "treated", _scaled(_tails(figs, "plain", a), factor), "plain",
+                         _tails(figs, "plain", b), unit=BOOT).verdict for a, b in pairs]
+        within = []
+        for part in subsets:
+            a, b = _paired(figs, "plain#2", "plain", part)
+            within.append(judge("priority", "treated", _scaled(a, factor), "plain", b, unit=ROUND,
+                                paired=True).verdict)
+        rows.append({"effect": f"+{effect:.0%}",
+                     f"between boots ({per_side} a side): slower": round(sum(v == SLOWER for v in between) / len(between), 3),
+                     "not inconclusive": round(sum(v != INCONCLUSIVE for v in between) / len(between), 3),
+                     f"paired rounds ({per_side} boots): slower": round(sum(v == SLOWER for v in within) / len(within), 3),
+                     "not inconclusive ": round(sum(v != INCONCLUSIVE for v in within) / len(within), 3),
+                     "experiments": f"{len(between)} / {len(within)}"})
+    return rows
+
+
 def analyse(figs: dict) -> dict:
     boots = sorted({r["boot"] for r in figs["runs"]["plain"]})
     half = len(boots) // 2
@@ -219,7 +244,9 @@ def analyse(figs: dict) -> dict:
         share = (sum(v == SLOWER for v in verdicts) if "control" in key
                  else sum(v != INCONCLUSIVE for v in verdicts)) / max(1, len(verdicts))
         rows.append({"figure": what, "experiments": len(verdicts), "share": round(share, 3)})
-    return {"rows": rows, "verdicts": out, "measured_effect": {"ratio": effect.ratio, "ci": [effect.ci.low, effect.ci.high]},
+    power = {k: power_curve(figs, k) for k in sorted({DEFAULT_BOOTS, len(boots) // 2})}
+    return {"rows": rows, "verdicts": out, "power": power,
+            "measured_effect": {"ratio": effect.ratio, "ci": [effect.ci.low, effect.ci.high]},
             "boot_means_ms": {c: [round(statistics.fmean(t.value for t in u) / 1000, 2) for u in _tails(figs, c, set(boots))]
                               for c in CONDITIONS}}
 
@@ -248,6 +275,11 @@ def main() -> int:
     figures.show(f"instrument: {what}, {figs['boots']} boots x {figs['rounds']} rounds, control "
                  f"+{figs['delay_ms']} ms (measured ratio {figs['analysis']['measured_effect']['ratio']:.3f})",
                  figs["analysis"]["rows"])
+    for per_side, curve in figs["analysis"]["power"].items():
+        if curve:
+            figures.show(f"power against a scaled p99 (the measured runs of plain, one side x (1 + effect)), "
+                         f"{per_side} boots a side" + (" (the experiment's default)" if per_side == DEFAULT_BOOTS else ""),
+                         curve)
     console.print(f"per-boot mean p99, ms: {figs['analysis']['boot_means_ms']}")
     figures.write(args.output, figs)
     return 0
