@@ -18,6 +18,7 @@ from ..harness.experiment import (
     publish,
     run_experiment,
 )
+from ..traffic.prism_knobs import FEATURES
 
 
 def cmd_experiment(args: argparse.Namespace) -> int:
@@ -99,9 +100,11 @@ def add_parsers(sub) -> None:
     exp.add_argument("--boots", type=int, default=DEFAULT_BOOTS,
                      help="measured boots per kernel, in a balanced order: the unit of a verdict between kernels")
     exp.add_argument("--mix", default="overlay-flood", help="mix from cases/mixes/ or a path")
-    exp.add_argument("--prism", nargs="+", default=list(DEFAULT_SETTINGS), metavar="MODE[+split][+empty]",
+    exp.add_argument("--prism", nargs="+", default=list(DEFAULT_SETTINGS), metavar="MODE[+EXTRA...]",
                      help="PRISM settings to measure on PRISM kernels (MODE: off, pseudo-sync, sync; "
-                          "+split: the NIC stage splits; +empty: nothing listed, the A/A check)")
+                          "+split: the NIC stage splits; +empty: nothing listed, the A/A check; "
+                          f"{', '.join('+no-' + f for f in FEATURES)}: that feature off, an ablation, "
+                          "judged against off and against its MODE on the same boots)")
     exp.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS,
                      help="rounds per boot: each runs every condition of the kernel once, in a rotating order")
     exp.add_argument("--retries", type=int, default=DEFAULT_RETRIES,
