@@ -103,6 +103,11 @@ def test_an_ablation_is_judged_against_its_full_mode_as_well_as_against_off():
                   ("prism/pseudo-sync+no-local", "prism/off", FASTER),
                   ("prism/pseudo-sync+no-local", "prism/pseudo-sync", "slower"),
                   ("prism/sync+no-cell", "prism/off", FASTER)]  # no sync measured: no ablation verdict
+    recs = [run("prism/off", 1, boot=b, kernel="prism", setting="off", priority=1000.0) for b in (1, 2)]
+    recs += [run("prism/off+no-local", 1, boot=b, kernel="prism", setting="off+no-local", priority=1000.0)
+             for b in (1, 2)]
+    assert [(v.a, v.b) for v in verdicts_from_records(recs) if v.unit == ROUND and v.b_flow is None] == [
+        ("prism/off+no-local", "prism/off")]  # its full mode is the reference: judged once
 
 
 def test_the_baseline_can_be_any_kernel():

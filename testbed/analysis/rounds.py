@@ -124,9 +124,8 @@ def _setting_verdicts(valid: Valid, by_kernel: Mapping[str, list[Condition]], pr
     for mine in by_kernel.values():
         ref = _reference(mine)
         for cond in mine:
-            for against in (ref, ablated_from(cond, mine)):
-                if against is None or against is cond:
-                    continue
+            full = ablated_from(cond, mine)
+            for against in dict.fromkeys(c for c in (ref, full) if c is not None and c is not cond):  # off+no-X: once
                 keys = sorted(set(valid.get(cond.label, {})) & set(valid.get(against.label, {})))
                 for flow in priority:
                     a = [_one(valid[cond.label][k], flow, p) for k in keys]
