@@ -12,7 +12,7 @@ import pytest
 from testbed.analysis import regime_report
 from testbed.analysis.counted import excluded_runs
 from testbed.analysis.judge import BOOT, INCONCLUSIVE, ROUND, Verdict
-from testbed.analysis.latency import FASTER
+from testbed.analysis.latency import FASTER, SLOWER
 from testbed.analysis.rounds import SCHEMA, rise_over_rounds, verdict_rows, verdicts_from_records, write_verdict_json
 from testbed.analysis.run_record import RunRecord
 from testbed.core.errors import VerdictError
@@ -101,7 +101,7 @@ def test_an_ablation_is_judged_against_its_full_mode_as_well_as_against_off():
     vs = [(v.a, v.b, v.verdict) for v in verdicts_from_records(recs) if v.unit == ROUND and v.b_flow is None]
     assert vs == [("prism/pseudo-sync", "prism/off", FASTER),
                   ("prism/pseudo-sync+no-local", "prism/off", FASTER),
-                  ("prism/pseudo-sync+no-local", "prism/pseudo-sync", "slower"),
+                  ("prism/pseudo-sync+no-local", "prism/pseudo-sync", SLOWER),
                   ("prism/sync+no-cell", "prism/off", FASTER)]  # no sync measured: no ablation verdict
     recs = [run("prism/off", 1, boot=b, kernel="prism", setting="off", priority=1000.0) for b in (1, 2)]
     recs += [run("prism/off+no-local", 1, boot=b, kernel="prism", setting="off+no-local", priority=1000.0)

@@ -124,8 +124,11 @@ def _setting_verdicts(valid: Valid, by_kernel: Mapping[str, list[Condition]], pr
     for mine in by_kernel.values():
         ref = _reference(mine)
         for cond in mine:
+            against_all = [] if cond is ref else [ref]
             full = ablated_from(cond, mine)
-            for against in dict.fromkeys(c for c in (ref, full) if c is not None and c is not cond):  # off+no-X: once
+            if full is not None and full is not ref:  # off+no-X meets off once
+                against_all.append(full)
+            for against in against_all:
                 keys = sorted(set(valid.get(cond.label, {})) & set(valid.get(against.label, {})))
                 for flow in priority:
                     a = [_one(valid[cond.label][k], flow, p) for k in keys]
